@@ -1,0 +1,54 @@
+# Somo: `make run` and `make test` are the two commands a new machine needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test test-long lint typecheck format bench install clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "==> installing Somo and its development tools into $(VENV)"
+	@$(BIN)/python -m pip install --quiet --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+	@$(BIN)/python -m pip install --quiet -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' | grep -v '^ *$$' || true
+	@$(BIN)/python -c "import server, lms_domain" && touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	@$(BIN)/somo migrate
+	@$(BIN)/somo seed
+	@echo ""
+	@echo "  Somo is starting on http://127.0.0.1:8080"
+	@echo "    health:    http://127.0.0.1:8080/health"
+	@echo "    readiness: http://127.0.0.1:8080/ready"
+	@echo "    logins:    admin / admin-dev-2026, teacher / teacher-dev-2026, amina / learner-dev-2026"
+	@echo "    phones:    +254700000001 (PIN 1234), +254700000002 (Baraka 2345, Zawadi 3456), +254700000003 (4567)"
+	@echo "  Press Ctrl-C to stop."
+	@echo ""
+	@exec $(BIN)/somo serve
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint typecheck
+	$(BIN)/pytest
+
+test-long: $(STAMP)
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest -m "slow or not slow"
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

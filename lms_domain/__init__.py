@@ -1,0 +1,1 @@
+"""Somo's domain: models and use cases, free of HTTP, USSD, vendors and settings."""

@@ -1,0 +1,235 @@
+"""Quiz attempts: start, answer, submit and grade. One flow for REST, USSD and the edge."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lms_domain.assessments.certificates import refresh_completion
+from lms_domain.assessments.models import (
+    Answer,
+    Attempt,
+    AttemptStatus,
+    Certificate,
+    Channel,
+    Question,
+    QuestionChoice,
+    Quiz,
+)
+from lms_domain.clock import Clock
+from lms_domain.courses.service import active_enrollment, get_course_for, get_learner
+from lms_domain.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from lms_domain.ids import natural_id, new_id
+from lms_domain.tenancy.models import Learner
+
+
+@dataclass(frozen=True)
+class QuestionWithChoices:
+    question: Question
+    choices: list[QuestionChoice]
+
+
+async def get_quiz_for(*, session: AsyncSession, learner: Learner, quiz_id: uuid.UUID) -> Quiz:
+    quiz = await session.get(Quiz, quiz_id)
+    if quiz is None or quiz.deleted_at is not None or not quiz.is_published:
+        raise NotFound("quiz not found")
+    await get_course_for(session=session, learner=learner, course_id=quiz.course_id)
+    return quiz
+
+
+async def load_questions(*, session: AsyncSession, quiz_id: uuid.UUID) -> list[QuestionWithChoices]:
+    """Questions in order with their choices in order (two queries, no lazy loads)."""
+    questions = list(
+        await session.scalars(
+            sa.select(Question)
+            .where(Question.quiz_id == quiz_id, Question.deleted_at.is_(None))
+            .order_by(Question.position, Question.id)
+        )
+    )
+    choices = list(
+        await session.scalars(
+            sa.select(QuestionChoice)
+            .where(
+                QuestionChoice.question_id.in_([q.id for q in questions]),
+                QuestionChoice.deleted_at.is_(None),
+            )
+            .order_by(QuestionChoice.position, QuestionChoice.id)
+        )
+    ) if questions else []
+    by_question: dict[uuid.UUID, list[QuestionChoice]] = {q.id: [] for q in questions}
+    for choice in choices:
+        by_question[choice.question_id].append(choice)
+    return [QuestionWithChoices(q, by_question[q.id]) for q in questions]
+
+
+async def start_attempt(
+    *, session: AsyncSession, learner_id: uuid.UUID, quiz_id: uuid.UUID, clock: Clock, channel: Channel = Channel.WEB
+) -> Attempt:
+    """Start an attempt, or resume the one already in progress."""
+    learner = await get_learner(session=session, learner_id=learner_id)
+    quiz = await get_quiz_for(session=session, learner=learner, quiz_id=quiz_id)
+    await active_enrollment(session=session, learner=learner, course_id=quiz.course_id)
+
+    open_attempt = await session.scalar(
+        sa.select(Attempt)
+        .where(
+            Attempt.learner_id == learner.id,
+            Attempt.quiz_id == quiz.id,
+            Attempt.status == AttemptStatus.IN_PROGRESS,
+            Attempt.deleted_at.is_(None),
+        )
+        .order_by(Attempt.started_at.desc())
+        .limit(1)
+    )
+    if open_attempt is not None:
+        return open_attempt
+
+    counts = (
+        await session.execute(
+            sa.select(
+                sa.func.count(Attempt.id),
+                sa.func.count(Attempt.id).filter(Attempt.status == AttemptStatus.SUBMITTED),
+            ).where(Attempt.learner_id == learner.id, Attempt.quiz_id == quiz.id, Attempt.deleted_at.is_(None))
+        )
+    ).one()
+    started, submitted = int(counts[0]), int(counts[1])
+    if quiz.max_attempts is not None and submitted >= quiz.max_attempts:
+        raise PreconditionFailed(
+            f"no attempts left (maximum {quiz.max_attempts})", code="max_attempts_reached", max_attempts=quiz.max_attempts
+        )
+    attempt = Attempt(
+        id=new_id(),
+        institution_id=learner.institution_id,
+        learner_id=learner.id,
+        quiz_id=quiz.id,
+        number=started + 1,
+        channel=channel,
+        started_at=clock.now(),
+    )
+    session.add(attempt)
+    await session.flush()
+    return attempt
+
+
+async def _own_attempt(session: AsyncSession, learner_id: uuid.UUID, attempt_id: uuid.UUID) -> Attempt:
+    attempt = await session.get(Attempt, attempt_id)
+    if attempt is None or attempt.learner_id != learner_id or attempt.deleted_at is not None:
+        raise NotFound("attempt not found")
+    return attempt
+
+
+async def answer_question(
+    *,
+    session: AsyncSession,
+    learner_id: uuid.UUID,
+    attempt_id: uuid.UUID,
+    question_id: uuid.UUID,
+    choice_id: uuid.UUID,
+    clock: Clock,
+) -> Answer:
+    """Record (or change) the answer to one question while the attempt is open."""
+    attempt = await _own_attempt(session, learner_id, attempt_id)
+    if attempt.status is not AttemptStatus.IN_PROGRESS:
+        raise Conflict("this attempt is already submitted", code="attempt_closed")
+    question = await session.get(Question, question_id)
+    if question is None or question.quiz_id != attempt.quiz_id or question.deleted_at is not None:
+        raise InvalidInput("that question is not part of this quiz", code="question_not_in_quiz")
+    choice = await session.get(QuestionChoice, choice_id)
+    if choice is None or choice.question_id != question.id or choice.deleted_at is not None:
+        raise InvalidInput("that choice does not belong to the question", code="choice_not_in_question")
+    answer_id = natural_id("answer", attempt.id, question.id)
+    answer = await session.get(Answer, answer_id)
+    now = clock.now()
+    if answer is None:
+        answer = Answer(
+            id=answer_id,
+            institution_id=attempt.institution_id,
+            attempt_id=attempt.id,
+            question_id=question.id,
+            choice_id=choice.id,
+            answered_at=now,
+        )
+        session.add(answer)
+    elif answer.choice_id != choice.id:
+        answer.choice_id = choice.id
+        answer.answered_at = now
+    await session.flush()
+    return answer
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    attempt: Attempt
+    certificate: Certificate | None
+
+
+async def submit_attempt(
+    *,
+    session: AsyncSession,
+    learner_id: uuid.UUID,
+    attempt_id: uuid.UUID,
+    clock: Clock,
+    answers: Mapping[uuid.UUID, uuid.UUID] | None = None,
+) -> AttemptResult:
+    """Apply any last answers, grade, and close the attempt. Submitting again returns the
+    stored result unchanged (USSD gateways repeat requests)."""
+    attempt = await _own_attempt(session, learner_id, attempt_id)
+    learner = await get_learner(session=session, learner_id=learner_id)
+    if attempt.status is AttemptStatus.SUBMITTED:
+        certificate = await session.get(Certificate, natural_id("certificate", learner.id, await _course_of(session, attempt)))
+        return AttemptResult(attempt, certificate)
+    if attempt.status is not AttemptStatus.IN_PROGRESS:
+        raise Conflict("this attempt was abandoned", code="attempt_closed")
+    for question_id, choice_id in (answers or {}).items():
+        await answer_question(
+            session=session,
+            learner_id=learner_id,
+            attempt_id=attempt.id,
+            question_id=question_id,
+            choice_id=choice_id,
+            clock=clock,
+        )
+
+    quiz = await session.get(Quiz, attempt.quiz_id)
+    if quiz is None:
+        raise NotFound("quiz not found")
+    questions = await load_questions(session=session, quiz_id=quiz.id)
+    given = {
+        a.question_id: a
+        for a in await session.scalars(sa.select(Answer).where(Answer.attempt_id == attempt.id))
+    }
+    score = 0
+    max_points = 0
+    for item in questions:
+        max_points += item.question.points
+        answer = given.get(item.question.id)
+        correct_ids = {c.id for c in item.choices if c.is_correct}
+        is_correct = answer is not None and answer.choice_id in correct_ids
+        if answer is not None:
+            answer.is_correct = is_correct
+        if is_correct:
+            score += item.question.points
+    percent = score * 100 // max_points if max_points else 0
+    attempt.score_points = score
+    attempt.max_points = max_points
+    attempt.score_percent = percent
+    attempt.passed = max_points > 0 and percent >= quiz.pass_mark_percent
+    attempt.status = AttemptStatus.SUBMITTED
+    attempt.submitted_at = clock.now()
+    await session.flush()
+
+    certificate = None
+    if attempt.passed and quiz.is_final:
+        certificate = await refresh_completion(session=session, learner=learner, course_id=quiz.course_id, clock=clock)
+    return AttemptResult(attempt, certificate)
+
+
+async def _course_of(session: AsyncSession, attempt: Attempt) -> uuid.UUID:
+    quiz = await session.get(Quiz, attempt.quiz_id)
+    if quiz is None:
+        raise NotFound("quiz not found")
+    return quiz.course_id

@@ -1,0 +1,141 @@
+"""Stamp synced rows and write their outbox entries inside the flush that changes them.
+
+Doing this in ``before_flush`` rather than in each service means no code path can
+change a synced row without leaving a change behind, which is the failure mode that
+costs offline systems their data (a forgotten dirty bit).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, attributes
+
+from lms_domain.changefeed.hlc import HybridLogicalClock
+from lms_domain.changefeed.models import ChangeOp, OutboxEntry, SyncCounter
+from lms_domain.clock import Clock, SystemClock
+from lms_domain.db import SyncMixin
+from lms_domain.ids import new_id
+
+CATALOG_SCOPE = "catalog"
+CENTRAL_SCOPE = "central"  # changes recorded for audit but never sent to an edge
+SESSION_INFO_KEY = "somo.sync"
+
+
+class NodeRole(StrEnum):
+    CENTRAL = "central"
+    EDGE = "edge"
+
+
+@dataclass
+class SyncContext:
+    """Who is writing: the node's identity, its role and its hybrid logical clock."""
+
+    node_id: uuid.UUID
+    role: NodeRole = NodeRole.CENTRAL
+    clock: Clock = field(default_factory=SystemClock)
+    hlc: HybridLogicalClock = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.hlc = HybridLogicalClock(self.clock)
+
+
+def scope_of(row: SyncMixin) -> str:
+    """The feed a row belongs to: its institution, or the shared catalogue."""
+    if row.__sync_scope__ == "self":
+        return str(row.id)  # type: ignore[attr-defined]
+    institution_id = getattr(row, "institution_id", None)
+    if institution_id is not None:
+        return str(institution_id)
+    return CENTRAL_SCOPE if row.__sync_scope__ == "tenant_only" else CATALOG_SCOPE
+
+
+def _was_soft_deleted(row: SyncMixin) -> bool:
+    history = attributes.get_history(row, "deleted_at")
+    return bool(history.added) and history.added[0] is not None
+
+
+def _before_flush(session: Session, _flush_context: Any, _instances: Any) -> None:
+    changed: list[tuple[SyncMixin, ChangeOp]] = []
+    for obj in session.new:
+        if isinstance(obj, SyncMixin):
+            changed.append((obj, ChangeOp.DELETE if obj.deleted_at else ChangeOp.UPSERT))
+    for obj in session.dirty:
+        if isinstance(obj, SyncMixin) and session.is_modified(obj, include_collections=False):
+            changed.append((obj, ChangeOp.DELETE if _was_soft_deleted(obj) else ChangeOp.UPSERT))
+    for obj in session.deleted:
+        if isinstance(obj, SyncMixin):
+            raise RuntimeError(
+                f"{type(obj).__name__} is synced: set deleted_at instead of deleting the row"
+            )
+    if not changed:
+        return
+    context = session.info.get(SESSION_INFO_KEY)
+    if not isinstance(context, SyncContext):
+        raise RuntimeError("synced rows changed in a session without a SyncContext")
+
+    now = context.clock.now()
+    by_scope: dict[str, list[tuple[SyncMixin, ChangeOp]]] = defaultdict(list)
+    for row, op in changed:
+        if row.id is None:  # type: ignore[attr-defined]
+            row.id = new_id()  # type: ignore[attr-defined]
+        row.hlc = context.hlc.tick()
+        row.origin_node_id = context.node_id
+        if row.created_at is None:
+            row.created_at = now
+        row.updated_at = now
+        by_scope[scope_of(row)].append((row, op))
+
+    for scope in sorted(by_scope):  # a fixed lock order, so two writers cannot deadlock
+        rows = by_scope[scope]
+        last = _take_sequence(session, scope, len(rows))
+        for offset, (row, op) in enumerate(rows):
+            seq = last - len(rows) + 1 + offset
+            if context.role is NodeRole.CENTRAL:
+                row.change_seq = seq
+            session.add(
+                OutboxEntry(
+                    scope=scope,
+                    seq=seq,
+                    table_name=type(row).__tablename__,  # type: ignore[attr-defined]
+                    row_id=row.id,  # type: ignore[attr-defined]
+                    op=op,
+                    hlc=row.hlc,
+                    origin_node_id=context.node_id,
+                    created_at=now,
+                )
+            )
+
+
+def _take_sequence(session: Session, scope: str, count: int) -> int:
+    """Reserve ``count`` numbers in ``scope``; the row lock lasts until commit."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = (
+        insert(SyncCounter)
+        .values(scope=scope, value=count)
+        .on_conflict_do_update(
+            index_elements=[SyncCounter.scope],
+            set_={"value": SyncCounter.value + count},
+        )
+        .returning(SyncCounter.value)
+    )
+    return int(session.execute(stmt).scalar_one())
+
+
+def install_change_capture() -> None:
+    """Register the flush hook once per process (idempotent)."""
+    if not event.contains(Session, "before_flush", _before_flush):
+        event.listen(Session, "before_flush", _before_flush)
+
+
+def current_hlc_floor(session: Session) -> int:
+    """Highest HLC stored in the outbox; a restarted node seeds its clock from it."""
+    return int(session.execute(sa.select(sa.func.coalesce(sa.func.max(OutboxEntry.hlc), 0))).scalar_one())

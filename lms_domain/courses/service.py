@@ -1,0 +1,168 @@
+"""Enrolling and recording lesson progress."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lms_domain.assessments.certificates import refresh_completion
+from lms_domain.clock import Clock
+from lms_domain.courses.models import (
+    Course,
+    CourseAccess,
+    Enrollment,
+    EnrollmentStatus,
+    Lesson,
+    LessonProgress,
+    Prerequisite,
+)
+from lms_domain.entitlements.service import has_active_entitlement
+from lms_domain.errors import InvalidInput, NotFound, PreconditionFailed
+from lms_domain.ids import natural_id
+from lms_domain.tenancy.models import Learner
+
+
+async def get_learner(*, session: AsyncSession, learner_id: uuid.UUID) -> Learner:
+    learner = await session.get(Learner, learner_id)
+    if learner is None or learner.deleted_at is not None:
+        raise NotFound("learner not found")
+    return learner
+
+
+async def get_course_for(*, session: AsyncSession, learner: Learner, course_id: uuid.UUID) -> Course:
+    """The course if this learner's institution may see it; otherwise NotFound (no leak)."""
+    course = await session.get(Course, course_id)
+    if (
+        course is None
+        or course.deleted_at is not None
+        or not course.is_published
+        or course.institution_id not in (None, learner.institution_id)
+    ):
+        raise NotFound("course not found")
+    return course
+
+
+async def enroll(*, session: AsyncSession, learner_id: uuid.UUID, course_id: uuid.UUID, clock: Clock) -> Enrollment:
+    """Enroll a learner; idempotent. Enforces prerequisites and, for paid courses, an entitlement."""
+    learner = await get_learner(session=session, learner_id=learner_id)
+    course = await get_course_for(session=session, learner=learner, course_id=course_id)
+    enrollment_id = natural_id("enrollment", learner.id, course.id)
+    existing = await session.get(Enrollment, enrollment_id)
+    if existing is not None and existing.status is not EnrollmentStatus.WITHDRAWN and existing.deleted_at is None:
+        return existing
+
+    required = set(
+        await session.scalars(
+            sa.select(Prerequisite.required_course_id).where(
+                Prerequisite.course_id == course.id, Prerequisite.deleted_at.is_(None)
+            )
+        )
+    )
+    if required:
+        completed = set(
+            await session.scalars(
+                sa.select(Enrollment.course_id).where(
+                    Enrollment.learner_id == learner.id,
+                    Enrollment.course_id.in_(required),
+                    Enrollment.status == EnrollmentStatus.COMPLETED,
+                    Enrollment.deleted_at.is_(None),
+                )
+            )
+        )
+        missing = sorted(str(c) for c in required - completed)
+        if missing:
+            raise PreconditionFailed(
+                "complete the prerequisite courses first", code="prerequisites_missing", missing=missing
+            )
+
+    now = clock.now()
+    if course.access is CourseAccess.PAID and not await has_active_entitlement(
+        session=session, learner_id=learner.id, course_id=course.id, at=now
+    ):
+        raise PreconditionFailed("this course needs an active purchase or subscription", code="entitlement_required")
+
+    if existing is not None:
+        existing.status = EnrollmentStatus.ACTIVE
+        existing.deleted_at = None
+        existing.enrolled_at = now
+        enrollment = existing
+    else:
+        enrollment = Enrollment(
+            id=enrollment_id,
+            institution_id=learner.institution_id,
+            learner_id=learner.id,
+            course_id=course.id,
+            enrolled_at=now,
+        )
+        session.add(enrollment)
+    await session.flush()
+    return enrollment
+
+
+async def active_enrollment(*, session: AsyncSession, learner: Learner, course_id: uuid.UUID) -> Enrollment:
+    enrollment = await session.get(Enrollment, natural_id("enrollment", learner.id, course_id))
+    if (
+        enrollment is None
+        or enrollment.deleted_at is not None
+        or enrollment.status is EnrollmentStatus.WITHDRAWN
+    ):
+        raise PreconditionFailed("enroll in the course first", code="not_enrolled")
+    return enrollment
+
+
+async def record_progress(
+    *,
+    session: AsyncSession,
+    learner_id: uuid.UUID,
+    lesson_id: uuid.UUID,
+    percent: int,
+    clock: Clock,
+    observed_at: datetime | None = None,
+) -> LessonProgress:
+    """Record progress on a lesson. Monotonic and idempotent: percent never falls, the
+    earliest completion wins, and replaying the same report changes nothing."""
+    if not 0 <= percent <= 100:
+        raise InvalidInput("percent must be between 0 and 100", code="invalid_percent")
+    learner = await get_learner(session=session, learner_id=learner_id)
+    lesson = await session.get(Lesson, lesson_id)
+    if lesson is None or lesson.deleted_at is not None:
+        raise NotFound("lesson not found")
+    await get_course_for(session=session, learner=learner, course_id=lesson.course_id)
+    await active_enrollment(session=session, learner=learner, course_id=lesson.course_id)
+
+    at = observed_at or clock.now()
+    if at.tzinfo is None:
+        raise InvalidInput("observed_at needs a timezone", code="naive_datetime")
+    progress_id = natural_id("lesson_progress", learner.id, lesson.id)
+    progress = await session.get(LessonProgress, progress_id)
+    completed_at = at if percent == 100 else None
+    if progress is None:
+        progress = LessonProgress(
+            id=progress_id,
+            institution_id=learner.institution_id,
+            learner_id=learner.id,
+            lesson_id=lesson.id,
+            course_id=lesson.course_id,
+            percent=percent,
+            first_seen_at=at,
+            last_seen_at=at,
+            completed_at=completed_at,
+        )
+        session.add(progress)
+    else:
+        # Assign only what changes, so an idempotent replay leaves no outbox entry behind.
+        if percent > progress.percent:
+            progress.percent = percent
+        if at < progress.first_seen_at:
+            progress.first_seen_at = at
+        if at > progress.last_seen_at:
+            progress.last_seen_at = at
+        if completed_at is not None and (progress.completed_at is None or completed_at < progress.completed_at):
+            progress.completed_at = completed_at
+    await session.flush()
+    if progress.completed_at is not None:
+        await refresh_completion(session=session, learner=learner, course_id=lesson.course_id, clock=clock)
+    return progress

@@ -1,0 +1,134 @@
+"""Declarative base, naming convention, common mixins and the engine/session factories.
+
+The factories take plain values (a URL, a ``SyncContext``), never settings: only the
+composition roots (``server``, ``edge_node``) read configuration.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from lms_domain.ids import new_id
+from lms_domain.types import UTCDateTime
+
+# Stable constraint names on both SQLite and Postgres; alembic batch mode needs them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        uuid.UUID: sa.Uuid(),
+        dict[str, Any]: sa.JSON(),
+        list[Any]: sa.JSON(),
+        list[str]: sa.JSON(),
+        list[int]: sa.JSON(),
+    }
+
+
+class IdMixin:
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id, sort_order=-100)
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# tenant: institution_id, NULL meaning the shared catalogue; self: the row is the tenant;
+# tenant_only: like tenant, but a NULL institution keeps the row on the central server.
+SyncScope = Literal["tenant", "self", "tenant_only"]
+
+
+class SyncMixin(TimestampMixin):
+    """Columns every synced table carries; see ``lms_domain.changes`` for who fills them.
+
+    ``hlc`` and ``origin_node_id`` version the row independently of wall clocks;
+    ``change_seq`` is the position of the row's latest change in its scope's feed and
+    is only ever assigned by the central server; deletes are soft (``deleted_at``) so
+    they travel like any other change.
+    """
+
+    __sync_scope__: ClassVar[SyncScope] = "tenant"
+
+    hlc: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    origin_node_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    change_seq: Mapped[int | None] = mapped_column(sa.BigInteger, default=None, index=True)
+
+
+class TenantMixin:
+    """Rows owned by exactly one institution."""
+
+    institution_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("institutions.id", ondelete="RESTRICT"), index=True
+    )
+
+
+class CatalogMixin:
+    """Rows owned by an institution, or shared platform catalogue when NULL."""
+
+    institution_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("institutions.id", ondelete="RESTRICT"), index=True, default=None
+    )
+
+
+def backend_of(url: str) -> str:
+    return make_url(url).get_backend_name()
+
+
+def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
+    """An async engine with the per-connection set-up each backend needs."""
+    parsed = make_url(url)
+    if parsed.drivername not in SUPPORTED_DRIVERS:
+        raise ValueError(f"unsupported database driver {parsed.drivername!r}; use one of {SUPPORTED_DRIVERS}")
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_async_engine(parsed, echo=echo, connect_args={"timeout": 30})
+        _configure_sqlite(engine)
+        return engine
+    return create_async_engine(parsed, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    # SQLite ignores foreign keys unless told per connection. WAL lets learners keep
+    # reading while a sync batch writes. Taking over BEGIN (the SQLAlchemy "serializable
+    # isolation / savepoints" recipe) makes SAVEPOINT and rollback behave on aiosqlite.
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+
+def make_sessionmaker(engine: AsyncEngine, sync_context: Any) -> async_sessionmaker[AsyncSession]:
+    """One ``AsyncSession`` per unit of work; the sync context rides in ``session.info``."""
+    return async_sessionmaker(engine, expire_on_commit=False, info={"somo.sync": sync_context})

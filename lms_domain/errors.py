@@ -1,0 +1,68 @@
+"""Domain errors.
+
+Services raise these; each channel translates them once (problem+json for HTTP, an
+``END`` screen for USSD). ``code`` is a stable machine-readable slug that clients may
+switch on, so it must never change once published.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """Base of every error a use case may raise on purpose."""
+
+    code = "domain_error"
+    title = "Request could not be completed"
+
+    def __init__(self, detail: str, *, code: str | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        self.extra = extra
+
+
+class NotFound(DomainError):
+    code = "not_found"
+    title = "Not found"
+
+
+class Conflict(DomainError):
+    code = "conflict"
+    title = "Conflict"
+
+
+class PermissionDenied(DomainError):
+    code = "permission_denied"
+    title = "Permission denied"
+
+
+class Unauthenticated(DomainError):
+    code = "unauthenticated"
+    title = "Authentication required"
+
+
+class InvalidInput(DomainError):
+    code = "invalid_input"
+    title = "Invalid input"
+
+
+class PreconditionFailed(DomainError):
+    """The request is well formed but the learner's state forbids it (e.g. prerequisites)."""
+
+    code = "precondition_failed"
+    title = "Precondition failed"
+
+
+class PaymentDeclined(DomainError):
+    code = "payment_declined"
+    title = "Payment declined"
+
+
+class NotImplementedYet(DomainError):
+    """A capability whose adapter has not landed; names the missing piece."""
+
+    code = "not_implemented"
+    title = "Not implemented"

@@ -1,0 +1,136 @@
+"""Subscriptions, their renewal attempts and the per-institution dunning schedule.
+
+State (``status``) is what entitlements derive from; the retry schedule lives in
+``SubscriptionRenewalAttempt`` rows, so changing one never silently changes the other.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from lms_domain.db import Base, IdMixin, SyncMixin, TenantMixin, TimestampMixin
+from lms_domain.types import enum_column
+
+
+class SubscriptionStatus(StrEnum):
+    ACTIVE = "active"
+    PAST_DUE = "past_due"  # a renewal failed or was not approved; dunning runs
+    GRACE = "grace"  # still past due but access kept until grace_until
+    UNPAID = "unpaid"  # dunning exhausted; access removed
+    CANCELLED = "cancelled"
+
+
+class Subscription(Base, IdMixin, SyncMixin, TenantMixin):
+    """Down-only to edges: they need the state to grant access offline."""
+
+    __tablename__ = "subscriptions"
+
+    learner_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("learners.id", ondelete="RESTRICT"), index=True)
+    product_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("products.id", ondelete="RESTRICT"))
+    price_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("prices.id", ondelete="RESTRICT"))
+    status: Mapped[SubscriptionStatus] = mapped_column(
+        enum_column(SubscriptionStatus, "status"), default=SubscriptionStatus.ACTIVE
+    )
+    current_period_start: Mapped[datetime]
+    current_period_end: Mapped[datetime]
+    grace_until: Mapped[datetime | None] = mapped_column(default=None)
+    cancel_at_period_end: Mapped[bool] = mapped_column(default=False)
+    cancelled_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (
+        sa.CheckConstraint("current_period_end > current_period_start", name="period_ordered"),
+        sa.Index("ix_subscriptions_status_period_end", "status", "current_period_end"),
+    )
+
+
+class SubscriptionItem(Base, IdMixin, SyncMixin, TenantMixin):
+    __tablename__ = "subscription_items"
+
+    subscription_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("subscriptions.id", ondelete="RESTRICT"), index=True
+    )
+    price_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("prices.id", ondelete="RESTRICT"))
+    quantity: Mapped[int] = mapped_column(default=1)
+
+    __table_args__ = (
+        sa.UniqueConstraint("subscription_id", "price_id"),
+        sa.CheckConstraint("quantity > 0", name="quantity_positive"),
+    )
+
+
+class RenewalOutcome(StrEnum):
+    SCHEDULED = "scheduled"
+    INVITED = "invited"  # learner asked to approve (SMS / USSD)
+    APPROVED = "approved"  # learner approved; a push was fired
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    EXPIRED = "expired"  # never approved in time
+    SKIPPED = "skipped"  # paid through another channel first
+
+
+class SubscriptionRenewalAttempt(Base, IdMixin, TimestampMixin, TenantMixin):
+    """Exactly one per (subscription, period, attempt number), enforced by the database
+    so two scheduler processes cannot both dun a learner."""
+
+    __tablename__ = "subscription_renewal_attempts"
+
+    subscription_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("subscriptions.id", ondelete="RESTRICT"))
+    period_start: Mapped[datetime]
+    attempt_no: Mapped[int]
+    outcome: Mapped[RenewalOutcome] = mapped_column(
+        enum_column(RenewalOutcome, "outcome"), default=RenewalOutcome.SCHEDULED
+    )
+    scheduled_for: Mapped[datetime]
+    invited_at: Mapped[datetime | None] = mapped_column(default=None)
+    approved_at: Mapped[datetime | None] = mapped_column(default=None)
+    resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+    payment_intent_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("payment_intents.id", ondelete="RESTRICT"), default=None
+    )
+    failure_class: Mapped[str | None] = mapped_column(sa.String(32), default=None)
+    detail: Mapped[str | None] = mapped_column(sa.String(255), default=None)
+
+    __table_args__ = (
+        sa.UniqueConstraint("subscription_id", "period_start", "attempt_no"),
+        sa.CheckConstraint("attempt_no >= 0", name="attempt_no_non_negative"),
+    )
+
+
+class DunningSchedule(Base, IdMixin, TimestampMixin, TenantMixin):
+    """Retry offsets in days after the due date (default T+0, +1, +3, +7), then grace."""
+
+    __tablename__ = "dunning_schedules"
+
+    offsets_days: Mapped[list[int]] = mapped_column(default=lambda: [0, 1, 3, 7])
+    grace_days: Mapped[int] = mapped_column(default=7)
+    quiet_start_hour: Mapped[int] = mapped_column(default=22)  # Africa/Nairobi
+    quiet_end_hour: Mapped[int] = mapped_column(default=7)
+
+    __table_args__ = (
+        sa.UniqueConstraint("institution_id"),
+        sa.CheckConstraint("grace_days >= 0 AND grace_days <= 90", name="grace_in_range"),
+        sa.CheckConstraint(
+            "quiet_start_hour BETWEEN 0 AND 23 AND quiet_end_hour BETWEEN 0 AND 23", name="quiet_hours_in_range"
+        ),
+    )
+
+
+class SubscriptionUsage(Base, IdMixin, SyncMixin, TenantMixin):
+    """Append-only usage events (lessons opened, quiz attempts), made at school or central."""
+
+    __tablename__ = "subscription_usage"
+
+    subscription_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("subscriptions.id", ondelete="RESTRICT"), index=True
+    )
+    learner_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("learners.id", ondelete="RESTRICT"))
+    metric: Mapped[str] = mapped_column(sa.String(32))
+    quantity: Mapped[int] = mapped_column(default=1)
+    recorded_at: Mapped[datetime]
+
+    __table_args__ = (sa.CheckConstraint("quantity > 0", name="quantity_positive"),)

@@ -1,0 +1,1 @@
+"""The central server: aiohttp app, REST API, provider adapters, scheduler and CLI."""

@@ -1,0 +1,232 @@
+"""The ``somo`` command.
+
+Every command fails with one readable line and a non-zero exit status, never a
+traceback: an operator at a school should be able to act on what it prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.engine import make_url
+
+from lms_domain.errors import DomainError
+from server.settings import Settings, describe_validation_error
+
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+EXIT_DATABASE = 4
+EXIT_DOMAIN = 5
+
+
+class CliError(Exception):
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="somo", description="Somo: offline-first learning for Kenya.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the central server")
+    serve.add_argument("--host", help="interface to bind (default: SOMO_HTTP__HOST)")
+    serve.add_argument("--port", type=int, help="port to bind (default: SOMO_HTTP__PORT)")
+
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate.add_argument("--revision", default="head", help="target revision (default: head)")
+
+    admin = sub.add_parser("create-admin", help="create a platform admin (or an institution admin)")
+    admin.add_argument("--username", required=True)
+    admin.add_argument(
+        "--password", help="the password (default: $SOMO_ADMIN_PASSWORD, or asked for on the terminal)"
+    )
+    admin.add_argument("--institution", metavar="CODE", help="make an institution admin of this school instead")
+    admin.add_argument("--full-name", default="")
+
+    seed = sub.add_parser("seed", help="load the demo data (idempotent)")
+    seed.add_argument("--clear", action="store_true", help="remove the demo data first")
+    return parser
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise CliError(f"invalid configuration: {describe_validation_error(exc)}", EXIT_CONFIG) from None
+
+
+def _safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _database_error(exc: BaseException, url: str) -> CliError | None:
+    """Map driver and network failures to one line; None if it is not such a failure."""
+    import sqlalchemy.exc
+
+    if isinstance(exc, sqlalchemy.exc.DBAPIError | OSError | ConnectionError | TimeoutError):
+        reason = getattr(exc, "orig", None) or exc
+        text = str(reason).splitlines()[0] if str(reason) else type(reason).__name__
+        return CliError(f"cannot use the database at {_safe_url(url)}: {text}", EXIT_DATABASE)
+    module = type(exc).__module__
+    if module.startswith("asyncpg"):
+        return CliError(f"cannot use the database at {_safe_url(url)}: {exc}", EXIT_DATABASE)
+    return None
+
+
+def _run(coro_factory: Callable[[], Coroutine[Any, Any, None]], settings: Settings) -> None:
+    try:
+        asyncio.run(coro_factory())
+    except DomainError as exc:
+        raise CliError(exc.detail, EXIT_DOMAIN) from None
+    except Exception as exc:
+        mapped = _database_error(exc, settings.database.url)
+        if mapped is None:
+            raise
+        raise mapped from None
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
+    from aiohttp import web
+
+    from server.app import create_app
+    from server.logs import configure_logging
+
+    configure_logging(settings.log_level, json_output=settings.log_json)
+    host = args.host or settings.http.host
+    port = args.port or settings.http.port
+    log = logging.getLogger("somo.server")
+    log.info("starting", extra={"host": host, "port": port, "database": settings.database.backend})
+    web.run_app(
+        create_app(settings),
+        host=host,
+        port=port,
+        access_log=None,
+        print=lambda _banner: log.info("listening", extra={"url": f"http://{host}:{port}"}),
+    )
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> None:
+    from server.migrate import upgrade
+
+    settings.database.ensure_sqlite_dir()
+    try:
+        upgrade(settings.database.url, args.revision)
+    except Exception as exc:
+        mapped = _database_error(exc, settings.database.url)
+        if mapped is None:
+            raise
+        raise mapped from None
+    print(f"database at {_safe_url(settings.database.url)} is at revision {args.revision}")
+
+
+async def _with_session(settings: Settings, work: Callable[..., Coroutine[Any, Any, None]]) -> None:
+    from lms_domain.changefeed import NodeRole, SyncContext, install_change_capture
+    from lms_domain.clock import SystemClock
+    from lms_domain.db import create_engine, make_sessionmaker
+
+    settings.database.ensure_sqlite_dir()
+    engine = create_engine(settings.database.url)
+    install_change_capture()
+    clock = SystemClock()
+    makers = make_sessionmaker(engine, SyncContext(node_id=settings.sync.node_id, role=NodeRole.CENTRAL, clock=clock))
+    try:
+        async with makers() as session, session.begin():
+            await work(session, clock)
+    finally:
+        await engine.dispose()
+
+
+def cmd_create_admin(args: argparse.Namespace, settings: Settings) -> None:
+    import sqlalchemy as sa
+
+    from lms_domain.errors import NotFound
+    from lms_domain.tenancy.models import Institution, Role
+    from lms_domain.tenancy.service import create_user
+
+    password = args.password or os.environ.get("SOMO_ADMIN_PASSWORD")
+    if not password:
+        if not sys.stdin.isatty():
+            raise CliError("no password: pass --password or set SOMO_ADMIN_PASSWORD", EXIT_USAGE)
+        password = getpass.getpass("Password for the new admin: ")
+
+    async def work(session: Any, _clock: Any) -> None:
+        institution_id = None
+        role = Role.PLATFORM_ADMIN
+        if args.institution:
+            institution_id = await session.scalar(
+                sa.select(Institution.id).where(Institution.code == args.institution.strip().upper())
+            )
+            if institution_id is None:
+                raise NotFound(f"no institution has the code {args.institution}")
+            role = Role.INSTITUTION_ADMIN
+        await create_user(
+            session=session,
+            username=args.username,
+            password=password,
+            role=role,
+            institution_id=institution_id,
+            full_name=args.full_name,
+        )
+
+    _run(lambda: _with_session(settings, work), settings)
+    print(f"created {args.username}")
+
+
+def cmd_seed(args: argparse.Namespace, settings: Settings) -> None:
+    from rich.console import Console
+
+    from lms_domain.security import DEFAULT_HASHER
+    from server.seed import clear_demo, seed_demo
+
+    if settings.environment == "production":
+        raise CliError("refusing to load demo data with SOMO_ENVIRONMENT=production", EXIT_USAGE)
+    console = Console(stderr=True, highlight=False)
+
+    async def work(session: Any, clock: Any) -> None:
+        if args.clear:
+            await clear_demo(session=session)
+            console.print("[yellow]cleared[/] the demo data")
+        await seed_demo(
+            session=session,
+            clock=clock,
+            simulator_url=settings.payments.simulator_url,
+            hasher=DEFAULT_HASHER,
+            report=lambda msg: console.print(f"[green]✓[/] {msg}"),
+        )
+
+    _run(lambda: _with_session(settings, work), settings)
+    console.print("demo data is loaded")
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
+    "serve": cmd_serve,
+    "migrate": cmd_migrate,
+    "create-admin": cmd_create_admin,
+    "seed": cmd_seed,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        COMMANDS[args.command](args, settings)
+    except CliError as exc:
+        print(f"somo {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

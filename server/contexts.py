@@ -1,0 +1,46 @@
+"""Everything with a lifetime, as cleanup contexts with a single ``yield``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from lms_domain.changefeed import NodeRole, SyncContext, install_change_capture
+from lms_domain.changefeed.models import OutboxEntry
+from lms_domain.db import create_engine, make_sessionmaker
+from server.keys import clock_key, engine_key, kv_key, sessionmaker_key, settings_key, sync_context_key
+from server.kv import KeyValueStore, MemoryStore, RedisStore
+
+log = logging.getLogger("somo.server")
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    settings.database.ensure_sqlite_dir()
+    engine = create_engine(settings.database.url, echo=settings.database.echo, pool_size=settings.database.pool_size)
+    install_change_capture()
+    sync_context = SyncContext(node_id=settings.sync.node_id, role=NodeRole.CENTRAL, clock=app[clock_key])
+    try:
+        # Seed the HLC from what is stored, so a restart with a clock set back never
+        # issues versions older than ones already handed out.
+        async with engine.connect() as conn:
+            floor = await conn.scalar(sa.select(sa.func.max(OutboxEntry.hlc)))
+        sync_context.hlc.observe(int(floor or 0))
+    except Exception as exc:  # the server starts anyway; /ready reports the database
+        log.warning("database not reachable at start-up", extra={"error": str(exc)})
+    app[engine_key] = engine
+    app[sync_context_key] = sync_context
+    app[sessionmaker_key] = make_sessionmaker(engine, sync_context)
+    yield
+    await engine.dispose()
+
+
+async def kv_ctx(app: web.Application) -> AsyncIterator[None]:
+    url = app[settings_key].redis.url
+    store: KeyValueStore = RedisStore.from_url(url) if url else MemoryStore()
+    app[kv_key] = store
+    yield
+    await store.close()

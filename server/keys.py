@@ -1,0 +1,22 @@
+"""Every typed application and request key, declared in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from lms_domain.assessments.ports import CertificateRenderer
+from lms_domain.changefeed import SyncContext
+from lms_domain.clock import Clock
+from server.kv import KeyValueStore
+from server.settings import Settings
+
+settings_key = web.AppKey("settings", Settings)
+clock_key = web.AppKey("clock", Clock)
+engine_key = web.AppKey("engine", AsyncEngine)
+sessionmaker_key = web.AppKey("sessionmaker", async_sessionmaker[AsyncSession])
+sync_context_key = web.AppKey("sync_context", SyncContext)
+kv_key = web.AppKey("kv", KeyValueStore)
+certificate_renderer_key = web.AppKey("certificate_renderer", CertificateRenderer)
+
+request_id_key = web.RequestKey("request_id", str)

@@ -1,0 +1,117 @@
+"""A small key-value port: Redis when configured, an in-process store otherwise.
+
+Used for short-lived shared state (USSD sessions, login throttling, locks). The
+in-process store keeps the embedded default a single process with no Redis to run;
+deployments with several replicas must set ``SOMO_REDIS__URL``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from redis.asyncio import Redis
+
+
+class KeyValueStore(Protocol):
+    async def get(self, key: str) -> str | None: ...
+
+    async def set(self, key: str, value: str, *, ttl_s: float) -> None: ...
+
+    async def set_if_absent(self, key: str, value: str, *, ttl_s: float) -> bool:
+        """Set only if absent; True if this call set it (a lock or first-writer-wins)."""
+        ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def incr(self, key: str, *, ttl_s: float) -> int:
+        """Increment a counter; the TTL starts with the first increment."""
+        ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryStore:
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._now = monotonic
+        self._data: dict[str, tuple[str, float]] = {}
+
+    def _live(self, key: str) -> str | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        value, expires = item
+        if expires <= self._now():
+            del self._data[key]
+            return None
+        return value
+
+    async def get(self, key: str) -> str | None:
+        return self._live(key)
+
+    async def set(self, key: str, value: str, *, ttl_s: float) -> None:
+        self._data[key] = (value, self._now() + ttl_s)
+
+    async def set_if_absent(self, key: str, value: str, *, ttl_s: float) -> bool:
+        if self._live(key) is not None:
+            return False
+        self._data[key] = (value, self._now() + ttl_s)
+        return True
+
+    async def delete(self, key: str) -> None:
+        self._data.pop(key, None)
+
+    async def incr(self, key: str, *, ttl_s: float) -> int:
+        current = self._live(key)
+        if current is None:
+            self._data[key] = ("1", self._now() + ttl_s)
+            return 1
+        value = int(current) + 1
+        self._data[key] = (str(value), self._data[key][1])
+        return value
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        self._data.clear()
+
+
+class RedisStore:
+    def __init__(self, client: Redis, *, prefix: str = "somo:") -> None:
+        self._redis = client
+        self._prefix = prefix
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str = "somo:") -> RedisStore:
+        return cls(Redis.from_url(url, decode_responses=True, socket_timeout=5), prefix=prefix)
+
+    async def get(self, key: str) -> str | None:
+        value = await self._redis.get(self._prefix + key)
+        return None if value is None else str(value)
+
+    async def set(self, key: str, value: str, *, ttl_s: float) -> None:
+        await self._redis.set(self._prefix + key, value, px=int(ttl_s * 1000))
+
+    async def set_if_absent(self, key: str, value: str, *, ttl_s: float) -> bool:
+        return bool(await self._redis.set(self._prefix + key, value, px=int(ttl_s * 1000), nx=True))
+
+    async def delete(self, key: str) -> None:
+        await self._redis.delete(self._prefix + key)
+
+    async def incr(self, key: str, *, ttl_s: float) -> int:
+        full = self._prefix + key
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(full)
+            pipe.pexpire(full, int(ttl_s * 1000), nx=True)
+            value, _ = await pipe.execute()
+        return int(value)
+
+    async def ping(self) -> bool:
+        return bool(await self._redis.ping())
+
+    async def close(self) -> None:
+        await self._redis.aclose()

@@ -1,0 +1,1 @@
+"""PDF adapters (fpdf2) behind the domain's renderer ports."""

@@ -1,0 +1,171 @@
+"""One validated ``Settings`` for every process, read from ``SOMO_*`` environment variables.
+
+Nested sections use ``__`` (``SOMO_DATABASE__URL``). Validation happens at start-up so a
+typo fails the deploy, not the first payment at 2 a.m.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from lms_domain.db import SUPPORTED_DRIVERS
+
+PLACEHOLDER_PREFIX = "dev-"  # every development default secret starts with this
+DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///var/somo.db"
+# The central server's node id in HLC versions; fixed so restarts keep one identity.
+CENTRAL_NODE_ID = uuid.UUID("00000000-0000-7000-8000-00000000c0de")
+
+
+class DatabaseSettings(BaseModel):
+    url: str = DEFAULT_SQLITE_URL
+    echo: bool = False
+    pool_size: int = Field(default=10, ge=1, le=200)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        try:
+            parsed = make_url(value)
+        except ArgumentError as exc:
+            raise ValueError(f"not a database URL ({exc})") from None
+        if parsed.drivername not in SUPPORTED_DRIVERS:
+            raise ValueError(
+                f"driver {parsed.drivername!r} is not supported; use one of {', '.join(SUPPORTED_DRIVERS)}"
+            )
+        if parsed.get_backend_name() == "sqlite" and not parsed.database:
+            raise ValueError("an SQLite URL needs a file path, e.g. sqlite+aiosqlite:///var/somo.db")
+        if parsed.get_backend_name() == "postgresql" and (not parsed.host or not parsed.database):
+            raise ValueError("a Postgres URL needs a host and a database, e.g. postgresql+asyncpg://user@host/somo")
+        return value
+
+    @property
+    def backend(self) -> str:
+        return make_url(self.url).get_backend_name()
+
+    def ensure_sqlite_dir(self) -> None:
+        """Create the folder of an SQLite file so a fresh clone can start."""
+        parsed = make_url(self.url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+class RedisSettings(BaseModel):
+    url: str | None = None  # unset: an in-process store serves the embedded default
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value or None
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    public_url: str = "http://127.0.0.1:8080"  # used in callbacks and verification links
+    behind_https: bool = False
+
+
+class SecuritySettings(BaseModel):
+    secret_key: SecretStr = SecretStr("dev-insecure-secret-key-change-me")
+    access_token_ttl_s: int = Field(default=900, ge=60)
+    refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=3600)
+
+
+class PaymentsSettings(BaseModel):
+    simulator_url: str = "http://127.0.0.1:8090"
+    mpesa_consumer_key: SecretStr = SecretStr("dev-mpesa-consumer-key")
+    mpesa_consumer_secret: SecretStr = SecretStr("dev-mpesa-consumer-secret")
+    mpesa_passkey: SecretStr = SecretStr("dev-mpesa-passkey")
+    airtel_client_id: SecretStr = SecretStr("dev-airtel-client-id")
+    airtel_client_secret: SecretStr = SecretStr("dev-airtel-client-secret")
+
+
+class UssdSettings(BaseModel):
+    service_code: str = "*384*123#"
+    session_ttl_s: int = Field(default=180, ge=30)
+    resume_ttl_s: int = Field(default=600, ge=60)
+
+
+class SyncSettings(BaseModel):
+    node_id: uuid.UUID = CENTRAL_NODE_ID
+    batch_rows: int = Field(default=500, ge=1, le=10_000)
+    batch_bytes: int = Field(default=512 * 1024, ge=1024)
+
+
+class NotificationsSettings(BaseModel):
+    at_username: str = "sandbox"
+    at_api_key: SecretStr = SecretStr("dev-africastalking-api-key")
+    acs_connection_string: SecretStr = SecretStr("dev-acs-connection-string")
+    sender_email: str = "no-reply@somo.example"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SOMO_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    environment: Literal["development", "staging", "production"] = "development"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = True
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    http: HttpSettings = HttpSettings()
+    security: SecuritySettings = SecuritySettings()
+    payments: PaymentsSettings = PaymentsSettings()
+    ussd: UssdSettings = UssdSettings()
+    sync: SyncSettings = SyncSettings()
+    notifications: NotificationsSettings = NotificationsSettings()
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_outside_development(self) -> Settings:
+        if self.environment == "development":
+            return self
+        offenders = [name for name, secret in self.secrets() if secret.startswith(PLACEHOLDER_PREFIX)]
+        if offenders:
+            raise ValueError(
+                f"placeholder secrets are not allowed in {self.environment}: set " + ", ".join(offenders)
+            )
+        if len(self.security.secret_key.get_secret_value()) < 32:
+            raise ValueError("SOMO_SECURITY__SECRET_KEY must be at least 32 characters outside development")
+        return self
+
+    def secrets(self) -> list[tuple[str, str]]:
+        """Every secret as (environment variable name, value)."""
+        found: list[tuple[str, str]] = []
+        for section_name in type(self).model_fields:
+            section = getattr(self, section_name)
+            if not isinstance(section, BaseModel):
+                continue
+            for field_name in type(section).model_fields:
+                value = getattr(section, field_name)
+                if isinstance(value, SecretStr):
+                    env = f"SOMO_{section_name}__{field_name}".upper()
+                    found.append((env, value.get_secret_value()))
+        return found
+
+
+def describe_validation_error(exc: Exception) -> str:
+    """One line per bad setting, naming the environment variable a person must fix."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    lines = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        env = "SOMO_" + "__".join(loc).upper() if loc else "settings"
+        lines.append(f"{env}: {error['msg'].removeprefix('Value error, ')}")
+    return "; ".join(lines)
