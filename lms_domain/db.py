@@ -81,9 +81,7 @@ class SyncMixin(TimestampMixin):
 class TenantMixin:
     """Rows owned by exactly one institution."""
 
-    institution_id: Mapped[uuid.UUID] = mapped_column(
-        sa.ForeignKey("institutions.id", ondelete="RESTRICT"), index=True
-    )
+    institution_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("institutions.id", ondelete="RESTRICT"), index=True)
 
 
 class CatalogMixin:

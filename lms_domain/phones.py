@@ -18,9 +18,34 @@ class Network(StrEnum):
 
 # Prefix ranges as allocated by the Communications Authority of Kenya. Numbers are
 # portable, so this is a default for routing; the USSD networkCode wins when present.
-_AIRTEL_PREFIXES = ("73", "750", "751", "752", "753", "754", "755", "756", "762", "780",
-                    "781", "782", "783", "784", "785", "786", "787", "788", "789", "100",
-                    "101", "102", "103", "104", "105", "106")
+_AIRTEL_PREFIXES = (
+    "73",
+    "750",
+    "751",
+    "752",
+    "753",
+    "754",
+    "755",
+    "756",
+    "762",
+    "780",
+    "781",
+    "782",
+    "783",
+    "784",
+    "785",
+    "786",
+    "787",
+    "788",
+    "789",
+    "100",
+    "101",
+    "102",
+    "103",
+    "104",
+    "105",
+    "106",
+)
 _TELKOM_PREFIXES = ("77",)
 
 

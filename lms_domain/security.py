@@ -23,9 +23,7 @@ class Hasher:
     parallelism: int = 1
 
     def _argon(self) -> PasswordHasher:
-        return PasswordHasher(
-            time_cost=self.time_cost, memory_cost=self.memory_cost_kib, parallelism=self.parallelism
-        )
+        return PasswordHasher(time_cost=self.time_cost, memory_cost=self.memory_cost_kib, parallelism=self.parallelism)
 
     def hash(self, secret: str) -> str:
         return self._argon().hash(secret)

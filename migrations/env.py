@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from alembic import context
@@ -31,7 +31,7 @@ def _database_url() -> str:
     return Settings().database.url
 
 
-def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | bool:
+def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     """Render our TypeDecorators as their portable implementation, so migrations never
     import application code that may change after the revision is written."""
     if type_ == "type" and isinstance(obj, UTCDateTime):

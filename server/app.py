@@ -18,9 +18,7 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
     # request_id first so every later layer (and the error body) carries the id;
     # problem_middleware innermost so it sees the handler's exceptions directly.
-    app = web.Application(
-        middlewares=[request_id_middleware, problem_middleware], client_max_size=MAX_BODY_BYTES
-    )
+    app = web.Application(middlewares=[request_id_middleware, problem_middleware], client_max_size=MAX_BODY_BYTES)
     app[settings_key] = settings
     app[clock_key] = clock or SystemClock()
     app[certificate_renderer_key] = FpdfCertificateRenderer()

@@ -46,9 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     admin = sub.add_parser("create-admin", help="create a platform admin (or an institution admin)")
     admin.add_argument("--username", required=True)
-    admin.add_argument(
-        "--password", help="the password (default: $SOMO_ADMIN_PASSWORD, or asked for on the terminal)"
-    )
+    admin.add_argument("--password", help="the password (default: $SOMO_ADMIN_PASSWORD, or asked for on the terminal)")
     admin.add_argument("--institution", metavar="CODE", help="make an institution admin of this school instead")
     admin.add_argument("--full-name", default="")
 

@@ -48,6 +48,4 @@ def problem_response(
         body["request_id"] = request_id
     if extra:
         body.update({k: v for k, v in extra.items() if k not in body})
-    return web.Response(
-        status=status, text=json.dumps(body, default=str), content_type=PROBLEM_CONTENT_TYPE
-    )
+    return web.Response(status=status, text=json.dumps(body, default=str), content_type=PROBLEM_CONTENT_TYPE)

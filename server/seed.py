@@ -16,13 +16,13 @@ from lms_domain.assessments.models import Question, QuestionChoice, Quiz
 from lms_domain.changefeed.models import OutboxEntry, SyncCounter
 from lms_domain.clock import Clock
 from lms_domain.commerce.models import Price, PriceInterval, Product, ProductKind
-from lms_domain.courses.models import Course, CourseAccess, Enrollment, Lesson, Prerequisite, Section
+from lms_domain.courses.models import Course, CourseAccess, Lesson, Prerequisite, Section
 from lms_domain.courses.service import enroll
 from lms_domain.db import Base
 from lms_domain.i18n import Language
 from lms_domain.ids import natural_id
-from lms_domain.models import Learner, Phone, Posting, User
 from lms_domain.ledger.models import JournalEntry
+from lms_domain.models import Learner, Phone, Posting, User
 from lms_domain.notifications.models import NotificationChannel, NotificationTemplate
 from lms_domain.payments.models import Provider, ProviderAccount, ProviderAccountKind
 from lms_domain.security import Hasher
@@ -69,36 +69,86 @@ DEMO_LEARNERS = (
 
 # (english, swahili, [(choice en, choice sw, correct)])
 QUIZ_QUESTIONS: list[tuple[str, str, list[tuple[str, str, bool]]]] = [
-    ("Solve: 2x + 3 = 11", "Tatua: 2x + 3 = 11", [("x = 4", "x = 4", True), ("x = 7", "x = 7", False),
-                                                   ("x = 5", "x = 5", False), ("x = 3", "x = 3", False)]),
-    ("What is 15% of 200?", "Asilimia 15 ya 200 ni ngapi?", [("20", "20", False), ("30", "30", True),
-                                                              ("15", "15", False), ("35", "35", False)]),
-    ("Angles in a triangle add up to?", "Jumla ya pembe za pembetatu ni?", [
-        ("90 degrees", "digrii 90", False), ("180 degrees", "digrii 180", True),
-        ("270 degrees", "digrii 270", False), ("360 degrees", "digrii 360", False)]),
-    ("Area of a triangle, base 6 cm, height 4 cm?", "Eneo la pembetatu, kitako 6 cm, kimo 4 cm?", [
-        ("24 cm2", "24 cm2", False), ("10 cm2", "10 cm2", False), ("12 cm2", "12 cm2", True),
-        ("20 cm2", "20 cm2", False)]),
-    ("Simplify: 3(a + 2) - a", "Rahisisha: 3(a + 2) - a", [("2a + 6", "2a + 6", True), ("4a + 6", "4a + 6", False),
-                                                            ("2a + 2", "2a + 2", False), ("3a + 5", "3a + 5", False)]),
-    ("If y = 2x and x = 5, y = ?", "Ikiwa y = 2x na x = 5, y = ?", [("7", "7", False), ("10", "10", True),
-                                                                   ("25", "25", False), ("2.5", "2.5", False)]),
+    (
+        "Solve: 2x + 3 = 11",
+        "Tatua: 2x + 3 = 11",
+        [("x = 4", "x = 4", True), ("x = 7", "x = 7", False), ("x = 5", "x = 5", False), ("x = 3", "x = 3", False)],
+    ),
+    (
+        "What is 15% of 200?",
+        "Asilimia 15 ya 200 ni ngapi?",
+        [("20", "20", False), ("30", "30", True), ("15", "15", False), ("35", "35", False)],
+    ),
+    (
+        "Angles in a triangle add up to?",
+        "Jumla ya pembe za pembetatu ni?",
+        [
+            ("90 degrees", "digrii 90", False),
+            ("180 degrees", "digrii 180", True),
+            ("270 degrees", "digrii 270", False),
+            ("360 degrees", "digrii 360", False),
+        ],
+    ),
+    (
+        "Area of a triangle, base 6 cm, height 4 cm?",
+        "Eneo la pembetatu, kitako 6 cm, kimo 4 cm?",
+        [
+            ("24 cm2", "24 cm2", False),
+            ("10 cm2", "10 cm2", False),
+            ("12 cm2", "12 cm2", True),
+            ("20 cm2", "20 cm2", False),
+        ],
+    ),
+    (
+        "Simplify: 3(a + 2) - a",
+        "Rahisisha: 3(a + 2) - a",
+        [
+            ("2a + 6", "2a + 6", True),
+            ("4a + 6", "4a + 6", False),
+            ("2a + 2", "2a + 2", False),
+            ("3a + 5", "3a + 5", False),
+        ],
+    ),
+    (
+        "If y = 2x and x = 5, y = ?",
+        "Ikiwa y = 2x na x = 5, y = ?",
+        [("7", "7", False), ("10", "10", True), ("25", "25", False), ("2.5", "2.5", False)],
+    ),
 ]
 
 SECTIONS: list[tuple[str, str, list[tuple[str, str, str, str]]]] = [
-    ("Algebra", "Aljebra", [
-        ("Linear equations", "Milinganyo sahili", "An equation like 2x + 3 = 11 is solved by doing the same to "
-         "both sides: subtract 3, then divide by 2.", "Mlinganyo kama 2x + 3 = 11 hutatuliwa kwa kufanya jambo "
-         "lilelile pande zote mbili: toa 3, kisha gawanya kwa 2."),
-        ("Expanding brackets", "Kufungua mabano", "Multiply every term inside the bracket: 3(a + 2) = 3a + 6.",
-         "Zidisha kila kipengele ndani ya mabano: 3(a + 2) = 3a + 6."),
-    ]),
-    ("Geometry", "Jiometria", [
-        ("Angles of a triangle", "Pembe za pembetatu", "The three angles of any triangle add up to 180 degrees.",
-         "Pembe tatu za pembetatu yoyote hujumlika kuwa digrii 180."),
-        ("Area of a triangle", "Eneo la pembetatu", "Area = half x base x height.",
-         "Eneo = nusu x kitako x kimo."),
-    ]),
+    (
+        "Algebra",
+        "Aljebra",
+        [
+            (
+                "Linear equations",
+                "Milinganyo sahili",
+                "An equation like 2x + 3 = 11 is solved by doing the same to both sides: subtract 3, then divide by 2.",
+                "Mlinganyo kama 2x + 3 = 11 hutatuliwa kwa kufanya jambo "
+                "lilelile pande zote mbili: toa 3, kisha gawanya kwa 2.",
+            ),
+            (
+                "Expanding brackets",
+                "Kufungua mabano",
+                "Multiply every term inside the bracket: 3(a + 2) = 3a + 6.",
+                "Zidisha kila kipengele ndani ya mabano: 3(a + 2) = 3a + 6.",
+            ),
+        ],
+    ),
+    (
+        "Geometry",
+        "Jiometria",
+        [
+            (
+                "Angles of a triangle",
+                "Pembe za pembetatu",
+                "The three angles of any triangle add up to 180 degrees.",
+                "Pembe tatu za pembetatu yoyote hujumlika kuwa digrii 180.",
+            ),
+            ("Area of a triangle", "Eneo la pembetatu", "Area = half x base x height.", "Eneo = nusu x kitako x kimo."),
+        ],
+    ),
 ]
 
 TEMPLATES: dict[str, tuple[list[str], str, str]] = {
@@ -200,76 +250,167 @@ async def seed_demo(
     await _seed_providers(session, inst_id, simulator_url)
     report("provider accounts: M-Pesa STK 174379, paybill 600000, Airtel collection (simulators)")
     await _seed_templates(session)
-    await _ensure(session, DunningSchedule(
-        id=sid("dunning", "demo"), institution_id=inst_id))
+    await _ensure(session, DunningSchedule(id=sid("dunning", "demo"), institution_id=inst_id))
     report(f"{len(TEMPLATES) * 2} notification templates (en, sw) and the default dunning schedule")
 
 
 async def _seed_course(session: AsyncSession, inst_id: uuid.UUID, teacher_id: uuid.UUID) -> uuid.UUID:
     course_id = sid("course", "form2-maths")
-    await _ensure(session, Course(
-        id=course_id, institution_id=inst_id, slug="form-2-mathematics", title_en="Form 2 Mathematics",
-        title_sw="Hisabati Kidato cha Pili", summary_en="Algebra and geometry for Form 2, in short lessons.",
-        summary_sw="Aljebra na jiometria kwa Kidato cha Pili, kwa masomo mafupi.", access=CourseAccess.FREE,
-        is_published=True, created_by_id=teacher_id))
+    await _ensure(
+        session,
+        Course(
+            id=course_id,
+            institution_id=inst_id,
+            slug="form-2-mathematics",
+            title_en="Form 2 Mathematics",
+            title_sw="Hisabati Kidato cha Pili",
+            summary_en="Algebra and geometry for Form 2, in short lessons.",
+            summary_sw="Aljebra na jiometria kwa Kidato cha Pili, kwa masomo mafupi.",
+            access=CourseAccess.FREE,
+            is_published=True,
+            created_by_id=teacher_id,
+        ),
+    )
     for s_pos, (title_en, title_sw, lessons) in enumerate(SECTIONS):
         section_id = sid("section", "form2-maths", s_pos)
-        await _ensure(session, Section(
-            id=section_id, institution_id=inst_id, course_id=course_id, position=s_pos,
-            title_en=title_en, title_sw=title_sw))
+        await _ensure(
+            session,
+            Section(
+                id=section_id,
+                institution_id=inst_id,
+                course_id=course_id,
+                position=s_pos,
+                title_en=title_en,
+                title_sw=title_sw,
+            ),
+        )
         for l_pos, (l_en, l_sw, body_en, body_sw) in enumerate(lessons):
             lesson_id = sid("lesson", "form2-maths", s_pos, l_pos)
-            await _ensure(session, Lesson(
-                id=lesson_id, institution_id=inst_id, section_id=section_id, course_id=course_id,
-                position=l_pos, title_en=l_en, title_sw=l_sw, body_en=body_en, body_sw=body_sw,
-                duration_minutes=10))
+            await _ensure(
+                session,
+                Lesson(
+                    id=lesson_id,
+                    institution_id=inst_id,
+                    section_id=section_id,
+                    course_id=course_id,
+                    position=l_pos,
+                    title_en=l_en,
+                    title_sw=l_sw,
+                    body_en=body_en,
+                    body_sw=body_sw,
+                    duration_minutes=10,
+                ),
+            )
     quiz_id = sid("quiz", "form2-maths", "final")
-    await _ensure(session, Quiz(
-        id=quiz_id, institution_id=inst_id, course_id=course_id, title_en="Form 2 Mathematics: final quiz",
-        title_sw="Hisabati Kidato cha Pili: jaribio la mwisho", pass_mark_percent=50, max_attempts=3,
-        is_final=True))
+    await _ensure(
+        session,
+        Quiz(
+            id=quiz_id,
+            institution_id=inst_id,
+            course_id=course_id,
+            title_en="Form 2 Mathematics: final quiz",
+            title_sw="Hisabati Kidato cha Pili: jaribio la mwisho",
+            pass_mark_percent=50,
+            max_attempts=3,
+            is_final=True,
+        ),
+    )
     for q_pos, (prompt_en, prompt_sw, choices) in enumerate(QUIZ_QUESTIONS):
         question_id = sid("question", "form2-maths", q_pos)
-        await _ensure(session, Question(
-            id=question_id, institution_id=inst_id, quiz_id=quiz_id, position=q_pos,
-            prompt_en=prompt_en, prompt_sw=prompt_sw))
+        await _ensure(
+            session,
+            Question(
+                id=question_id,
+                institution_id=inst_id,
+                quiz_id=quiz_id,
+                position=q_pos,
+                prompt_en=prompt_en,
+                prompt_sw=prompt_sw,
+            ),
+        )
         for c_pos, (text_en, text_sw, correct) in enumerate(choices):
             choice_id = sid("choice", "form2-maths", q_pos, c_pos)
-            await _ensure(session, QuestionChoice(
-                id=choice_id, institution_id=inst_id, question_id=question_id, position=c_pos,
-                text_en=text_en, text_sw=text_sw, is_correct=correct))
+            await _ensure(
+                session,
+                QuestionChoice(
+                    id=choice_id,
+                    institution_id=inst_id,
+                    question_id=question_id,
+                    position=c_pos,
+                    text_en=text_en,
+                    text_sw=text_sw,
+                    is_correct=correct,
+                ),
+            )
     return course_id
 
 
 async def _seed_paid_course(session: AsyncSession, inst_id: uuid.UUID, maths_id: uuid.UUID) -> None:
     course_id = sid("course", "kcse-revision")
-    await _ensure(session, Course(
-        id=course_id, institution_id=inst_id, slug="kcse-maths-revision", title_en="KCSE Mathematics Revision",
-        title_sw="Marudio ya Hisabati KCSE", summary_en="Past-paper practice. Needs Somo Premium.",
-        summary_sw="Mazoezi ya mitihani iliyopita. Inahitaji Somo Premium.", access=CourseAccess.PAID,
-        is_published=True))
+    await _ensure(
+        session,
+        Course(
+            id=course_id,
+            institution_id=inst_id,
+            slug="kcse-maths-revision",
+            title_en="KCSE Mathematics Revision",
+            title_sw="Marudio ya Hisabati KCSE",
+            summary_en="Past-paper practice. Needs Somo Premium.",
+            summary_sw="Mazoezi ya mitihani iliyopita. Inahitaji Somo Premium.",
+            access=CourseAccess.PAID,
+            is_published=True,
+        ),
+    )
     section_id = sid("section", "kcse-revision", 0)
-    await _ensure(session, Section(
-        id=section_id, institution_id=inst_id, course_id=course_id, title_en="Paper 1", title_sw="Karatasi 1"))
+    await _ensure(
+        session,
+        Section(id=section_id, institution_id=inst_id, course_id=course_id, title_en="Paper 1", title_sw="Karatasi 1"),
+    )
     lesson_id = sid("lesson", "kcse-revision", 0, 0)
-    await _ensure(session, Lesson(
-        id=lesson_id, institution_id=inst_id, section_id=section_id, course_id=course_id,
-        title_en="Paper 1 walkthrough", title_sw="Maelezo ya Karatasi 1", duration_minutes=30))
+    await _ensure(
+        session,
+        Lesson(
+            id=lesson_id,
+            institution_id=inst_id,
+            section_id=section_id,
+            course_id=course_id,
+            title_en="Paper 1 walkthrough",
+            title_sw="Maelezo ya Karatasi 1",
+            duration_minutes=30,
+        ),
+    )
     prereq_id = sid("prerequisite", "kcse-revision", "form2-maths")
-    await _ensure(session, Prerequisite(
-        id=prereq_id, institution_id=inst_id, course_id=course_id, required_course_id=maths_id))
+    await _ensure(
+        session, Prerequisite(id=prereq_id, institution_id=inst_id, course_id=course_id, required_course_id=maths_id)
+    )
 
 
 async def _seed_commerce(session: AsyncSession, inst_id: uuid.UUID) -> None:
     product_id = sid("product", "premium")
-    await _ensure(session, Product(
-        id=product_id, institution_id=inst_id, sku="SOMO-PREMIUM", kind=ProductKind.SUBSCRIPTION,
-        name_en="Somo Premium", name_sw="Somo Premium"))
+    await _ensure(
+        session,
+        Product(
+            id=product_id,
+            institution_id=inst_id,
+            sku="SOMO-PREMIUM",
+            kind=ProductKind.SUBSCRIPTION,
+            name_en="Somo Premium",
+            name_sw="Somo Premium",
+        ),
+    )
     for interval, shillings in ((PriceInterval.MONTH, 300), (PriceInterval.YEAR, 3000)):
         price_id = sid("price", "premium", interval.value)
-        await _ensure(session, Price(
-            id=price_id, institution_id=inst_id, product_id=product_id, currency="KES",
-            amount_minor=shillings * 100, interval=interval))
+        await _ensure(
+            session,
+            Price(
+                id=price_id,
+                institution_id=inst_id,
+                product_id=product_id,
+                currency="KES",
+                amount_minor=shillings * 100,
+                interval=interval,
+            ),
+        )
 
 
 async def _seed_providers(session: AsyncSession, inst_id: uuid.UUID, simulator_url: str) -> None:
@@ -280,18 +421,39 @@ async def _seed_providers(session: AsyncSession, inst_id: uuid.UUID, simulator_u
     ]
     for provider, kind, shortcode, ref in accounts:
         account_id = sid("provider_account", provider.value, kind.value)
-        await _ensure(session, ProviderAccount(
-            id=account_id, institution_id=inst_id, provider=provider, kind=kind, shortcode=shortcode,
-            base_url=simulator_url, credentials_ref=ref, environment="simulator"))
+        await _ensure(
+            session,
+            ProviderAccount(
+                id=account_id,
+                institution_id=inst_id,
+                provider=provider,
+                kind=kind,
+                shortcode=shortcode,
+                base_url=simulator_url,
+                credentials_ref=ref,
+                environment="simulator",
+            ),
+        )
 
 
 async def _seed_templates(session: AsyncSession) -> None:
     for event, (variables, en, sw) in TEMPLATES.items():
         for language, body in ((Language.EN, en), (Language.SW, sw)):
-            template_id = natural_id("notification_template", None, event, NotificationChannel.SMS.value, language.value)
-            await _ensure(session, NotificationTemplate(
-                id=template_id, institution_id=None, event=event, channel=NotificationChannel.SMS,
-                language=language, body=body, variables=variables))
+            template_id = natural_id(
+                "notification_template", None, event, NotificationChannel.SMS.value, language.value
+            )
+            await _ensure(
+                session,
+                NotificationTemplate(
+                    id=template_id,
+                    institution_id=None,
+                    event=event,
+                    channel=NotificationChannel.SMS,
+                    language=language,
+                    body=body,
+                    variables=variables,
+                ),
+            )
 
 
 async def clear_demo(*, session: AsyncSession) -> None:
@@ -316,5 +478,7 @@ async def clear_demo(*, session: AsyncSession) -> None:
     )
     await session.execute(sa.delete(OutboxEntry).where(OutboxEntry.scope == str(inst_id)))
     await session.execute(sa.delete(SyncCounter).where(SyncCounter.scope == str(inst_id)))
-    templates = [natural_id("notification_template", None, e, "sms", lang.value) for e in TEMPLATES for lang in Language]
+    templates = [
+        natural_id("notification_template", None, e, "sms", lang.value) for e in TEMPLATES for lang in Language
+    ]
     await session.execute(sa.delete(NotificationTemplate).where(NotificationTemplate.id.in_(templates)))

@@ -57,11 +57,13 @@ class DatabaseSettings(BaseModel):
 
 
 class RedisSettings(BaseModel):
-    url: str | None = None  # unset: an in-process store serves the embedded default
+    url: str | None = None  # unset or empty: an in-process store serves the embedded default
 
-    @field_validator("url")
+    @field_validator("url", mode="before")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
+        if isinstance(value, str) and not value.strip():
+            return None
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value or None
@@ -135,9 +137,7 @@ class Settings(BaseSettings):
             return self
         offenders = [name for name, secret in self.secrets() if secret.startswith(PLACEHOLDER_PREFIX)]
         if offenders:
-            raise ValueError(
-                f"placeholder secrets are not allowed in {self.environment}: set " + ", ".join(offenders)
-            )
+            raise ValueError(f"placeholder secrets are not allowed in {self.environment}: set " + ", ".join(offenders))
         if len(self.security.secret_key.get_secret_value()) < 32:
             raise ValueError("SOMO_SECURITY__SECRET_KEY must be at least 32 characters outside development")
         return self

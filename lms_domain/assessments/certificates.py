@@ -123,9 +123,7 @@ async def issue_certificate(
         raise NotFound("learner not found")
     certificate = await refresh_completion(session=session, learner=learner, course_id=course_id, clock=clock)
     if certificate is None:
-        raise PreconditionFailed(
-            "finish every lesson and pass the final quiz first", code="course_not_complete"
-        )
+        raise PreconditionFailed("finish every lesson and pass the final quiz first", code="course_not_complete")
     return certificate
 
 
@@ -138,9 +136,7 @@ async def find_certificate(*, session: AsyncSession, code: str) -> Certificate:
     return certificate
 
 
-async def certificate_view(
-    *, session: AsyncSession, certificate: Certificate, verify_base_url: str
-) -> CertificateView:
+async def certificate_view(*, session: AsyncSession, certificate: Certificate, verify_base_url: str) -> CertificateView:
     institution = await session.get(Institution, certificate.institution_id)
     learner = await session.get(Learner, certificate.learner_id)
     if institution is None or learner is None:

@@ -50,16 +50,20 @@ async def load_questions(*, session: AsyncSession, quiz_id: uuid.UUID) -> list[Q
             .order_by(Question.position, Question.id)
         )
     )
-    choices = list(
-        await session.scalars(
-            sa.select(QuestionChoice)
-            .where(
-                QuestionChoice.question_id.in_([q.id for q in questions]),
-                QuestionChoice.deleted_at.is_(None),
+    choices = (
+        list(
+            await session.scalars(
+                sa.select(QuestionChoice)
+                .where(
+                    QuestionChoice.question_id.in_([q.id for q in questions]),
+                    QuestionChoice.deleted_at.is_(None),
+                )
+                .order_by(QuestionChoice.position, QuestionChoice.id)
             )
-            .order_by(QuestionChoice.position, QuestionChoice.id)
         )
-    ) if questions else []
+        if questions
+        else []
+    )
     by_question: dict[uuid.UUID, list[QuestionChoice]] = {q.id: [] for q in questions}
     for choice in choices:
         by_question[choice.question_id].append(choice)
@@ -99,7 +103,9 @@ async def start_attempt(
     started, submitted = int(counts[0]), int(counts[1])
     if quiz.max_attempts is not None and submitted >= quiz.max_attempts:
         raise PreconditionFailed(
-            f"no attempts left (maximum {quiz.max_attempts})", code="max_attempts_reached", max_attempts=quiz.max_attempts
+            f"no attempts left (maximum {quiz.max_attempts})",
+            code="max_attempts_reached",
+            max_attempts=quiz.max_attempts,
         )
     attempt = Attempt(
         id=new_id(),
@@ -180,7 +186,9 @@ async def submit_attempt(
     attempt = await _own_attempt(session, learner_id, attempt_id)
     learner = await get_learner(session=session, learner_id=learner_id)
     if attempt.status is AttemptStatus.SUBMITTED:
-        certificate = await session.get(Certificate, natural_id("certificate", learner.id, await _course_of(session, attempt)))
+        certificate = await session.get(
+            Certificate, natural_id("certificate", learner.id, await _course_of(session, attempt))
+        )
         return AttemptResult(attempt, certificate)
     if attempt.status is not AttemptStatus.IN_PROGRESS:
         raise Conflict("this attempt was abandoned", code="attempt_closed")
@@ -198,10 +206,7 @@ async def submit_attempt(
     if quiz is None:
         raise NotFound("quiz not found")
     questions = await load_questions(session=session, quiz_id=quiz.id)
-    given = {
-        a.question_id: a
-        for a in await session.scalars(sa.select(Answer).where(Answer.attempt_id == attempt.id))
-    }
+    given = {a.question_id: a for a in await session.scalars(sa.select(Answer).where(Answer.attempt_id == attempt.id))}
     score = 0
     max_points = 0
     for item in questions:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -58,8 +59,8 @@ def scope_of(row: SyncMixin) -> str:
 
 
 def _was_soft_deleted(row: SyncMixin) -> bool:
-    history = attributes.get_history(row, "deleted_at")
-    return bool(history.added) and history.added[0] is not None
+    added = list(attributes.get_history(row, "deleted_at").added or ())
+    return bool(added) and added[0] is not None
 
 
 def _before_flush(session: Session, _flush_context: Any, _instances: Any) -> None:
@@ -72,9 +73,7 @@ def _before_flush(session: Session, _flush_context: Any, _instances: Any) -> Non
             changed.append((obj, ChangeOp.DELETE if _was_soft_deleted(obj) else ChangeOp.UPSERT))
     for obj in session.deleted:
         if isinstance(obj, SyncMixin):
-            raise RuntimeError(
-                f"{type(obj).__name__} is synced: set deleted_at instead of deleting the row"
-            )
+            raise RuntimeError(f"{type(obj).__name__} is synced: set deleted_at instead of deleting the row")
     if not changed:
         return
     context = session.info.get(SESSION_INFO_KEY)
@@ -88,7 +87,7 @@ def _before_flush(session: Session, _flush_context: Any, _instances: Any) -> Non
             row.id = new_id()  # type: ignore[attr-defined]
         row.hlc = context.hlc.tick()
         row.origin_node_id = context.node_id
-        if row.created_at is None:
+        if cast("datetime | None", row.created_at) is None:
             row.created_at = now
         row.updated_at = now
         by_scope[scope_of(row)].append((row, op))

@@ -125,9 +125,7 @@ class Prerequisite(Base, IdMixin, SyncMixin, CatalogMixin):
     __tablename__ = "prerequisites"
 
     course_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("courses.id", ondelete="RESTRICT"))
-    required_course_id: Mapped[uuid.UUID] = mapped_column(
-        sa.ForeignKey("courses.id", ondelete="RESTRICT"), index=True
-    )
+    required_course_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("courses.id", ondelete="RESTRICT"), index=True)
 
     __table_args__ = (
         sa.UniqueConstraint("course_id", "required_course_id"),

@@ -104,11 +104,7 @@ async def enroll(*, session: AsyncSession, learner_id: uuid.UUID, course_id: uui
 
 async def active_enrollment(*, session: AsyncSession, learner: Learner, course_id: uuid.UUID) -> Enrollment:
     enrollment = await session.get(Enrollment, natural_id("enrollment", learner.id, course_id))
-    if (
-        enrollment is None
-        or enrollment.deleted_at is not None
-        or enrollment.status is EnrollmentStatus.WITHDRAWN
-    ):
+    if enrollment is None or enrollment.deleted_at is not None or enrollment.status is EnrollmentStatus.WITHDRAWN:
         raise PreconditionFailed("enroll in the course first", code="not_enrolled")
     return enrollment
 

@@ -82,9 +82,7 @@ class PaymentIntent(Base, IdMixin, TimestampMixin, TenantMixin):
 
     __tablename__ = "payment_intents"
 
-    learner_id: Mapped[uuid.UUID | None] = mapped_column(
-        sa.ForeignKey("learners.id", ondelete="RESTRICT"), index=True
-    )
+    learner_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("learners.id", ondelete="RESTRICT"), index=True)
     order_id: Mapped[uuid.UUID | None] = mapped_column(
         sa.ForeignKey("orders.id", ondelete="RESTRICT"), default=None, index=True
     )
@@ -107,9 +105,7 @@ class PaymentIntent(Base, IdMixin, TimestampMixin, TenantMixin):
     merchant_request_id: Mapped[str | None] = mapped_column(sa.String(64), default=None)
     result_code: Mapped[str | None] = mapped_column(sa.String(32), default=None)
     result_desc: Mapped[str | None] = mapped_column(sa.String(255), default=None)
-    failure_class: Mapped[FailureClass | None] = mapped_column(
-        enum_column(FailureClass, "failure_class"), default=None
-    )
+    failure_class: Mapped[FailureClass | None] = mapped_column(enum_column(FailureClass, "failure_class"), default=None)
     requested_at: Mapped[datetime | None] = mapped_column(default=None)
     resolved_at: Mapped[datetime | None] = mapped_column(default=None)
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -184,9 +180,7 @@ class WebhookEvent(Base, IdMixin):
     body: Mapped[str] = mapped_column(sa.Text)
     headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
     remote_addr: Mapped[str | None] = mapped_column(sa.String(64), default=None)
-    status: Mapped[WebhookStatus] = mapped_column(
-        enum_column(WebhookStatus, "status"), default=WebhookStatus.RECEIVED
-    )
+    status: Mapped[WebhookStatus] = mapped_column(enum_column(WebhookStatus, "status"), default=WebhookStatus.RECEIVED)
     error: Mapped[str | None] = mapped_column(sa.Text, default=None)
     attempts: Mapped[int] = mapped_column(default=0)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
