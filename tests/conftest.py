@@ -70,7 +70,9 @@ async def _sweep_stale_databases() -> None:
     """Drop test databases whose run (pid) is gone: a killed run must not leak forever."""
     conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
     try:
-        names = [r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'somo_test_%'")]
+        names = [
+            r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'somo_test_%'")
+        ]
         for name in names:
             match = re.match(rf"{DB_PREFIX}(\d+)_", name)
             if match and not Path(f"/proc/{match.group(1)}").exists():

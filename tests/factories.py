@@ -69,8 +69,13 @@ async def make_course(
     questions each have one right and two wrong choices."""
     inst_id = institution.id if institution else None
     course = Course(
-        id=new_id(), institution_id=inst_id, slug=f"c-{uuid.uuid4().hex[:6]}", title_en=title,
-        title_sw=f"{title} (sw)", access=access, is_published=True,
+        id=new_id(),
+        institution_id=inst_id,
+        slug=f"c-{uuid.uuid4().hex[:6]}",
+        title_en=title,
+        title_sw=f"{title} (sw)",
+        access=access,
+        is_published=True,
     )
     session.add(course)
     await session.flush()
@@ -78,13 +83,26 @@ async def make_course(
     session.add(section)
     await session.flush()
     lesson_rows = [
-        Lesson(id=new_id(), institution_id=inst_id, section_id=section.id, course_id=course.id, position=i,
-               title_en=f"Lesson {i + 1}")
+        Lesson(
+            id=new_id(),
+            institution_id=inst_id,
+            section_id=section.id,
+            course_id=course.id,
+            position=i,
+            title_en=f"Lesson {i + 1}",
+        )
         for i in range(lessons)
     ]
     session.add_all(lesson_rows)
-    quiz = Quiz(id=new_id(), institution_id=inst_id, course_id=course.id, title_en="Final", is_final=True,
-                pass_mark_percent=pass_mark, max_attempts=max_attempts)
+    quiz = Quiz(
+        id=new_id(),
+        institution_id=inst_id,
+        course_id=course.id,
+        title_en="Final",
+        is_final=True,
+        pass_mark_percent=pass_mark,
+        max_attempts=max_attempts,
+    )
     session.add(quiz)
     await session.flush()
     fixture = CourseFixture(course=course, lessons=lesson_rows, quiz=quiz, questions=[], correct={})
@@ -94,8 +112,14 @@ async def make_course(
         await session.flush()
         fixture.questions.append(question)
         for c in range(3):
-            choice = QuestionChoice(id=new_id(), institution_id=inst_id, question_id=question.id, position=c,
-                                    text_en=f"choice {c}", is_correct=c == 1)
+            choice = QuestionChoice(
+                id=new_id(),
+                institution_id=inst_id,
+                question_id=question.id,
+                position=c,
+                text_en=f"choice {c}",
+                is_correct=c == 1,
+            )
             session.add(choice)
             if c == 1:
                 fixture.correct[question.id] = choice.id
