@@ -73,10 +73,14 @@ def _database_error(exc: BaseException, url: str) -> CliError | None:
     if isinstance(exc, sqlalchemy.exc.DBAPIError | OSError | ConnectionError | TimeoutError):
         reason = getattr(exc, "orig", None) or exc
         text = str(reason).splitlines()[0] if str(reason) else type(reason).__name__
+        if "no such table" in text or ("relation" in text and "does not exist" in text):
+            text += " (run `somo migrate` first)"
         return CliError(f"cannot use the database at {_safe_url(url)}: {text}", EXIT_DATABASE)
-    module = type(exc).__module__
-    if module.startswith("asyncpg"):
-        return CliError(f"cannot use the database at {_safe_url(url)}: {exc}", EXIT_DATABASE)
+    if type(exc).__module__.startswith("asyncpg"):
+        text = str(exc)
+        if "does not exist" in text and "relation" in text:
+            text += " (run `somo migrate` first)"
+        return CliError(f"cannot use the database at {_safe_url(url)}: {text}", EXIT_DATABASE)
     return None
 
 
@@ -92,15 +96,25 @@ def _run(coro_factory: Callable[[], Coroutine[Any, Any, None]], settings: Settin
         raise mapped from None
 
 
+def _prepare_sqlite_dir(settings: Settings) -> None:
+    try:
+        settings.database.ensure_sqlite_dir()
+    except OSError as exc:
+        raise CliError(
+            f"cannot create the folder of {_safe_url(settings.database.url)}: {exc}", EXIT_DATABASE
+        ) from None
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
     from aiohttp import web
 
     from server.app import create_app
     from server.logs import configure_logging
 
+    _prepare_sqlite_dir(settings)
     configure_logging(settings.log_level, json_output=settings.log_json)
     host = args.host or settings.http.host
-    port = args.port or settings.http.port
+    port = args.port if args.port is not None else settings.http.port
     log = logging.getLogger("somo.server")
     log.info("starting", extra={"host": host, "port": port, "database": settings.database.backend})
     web.run_app(
@@ -115,8 +129,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> None:
     from server.migrate import upgrade
 
-    settings.database.ensure_sqlite_dir()
     try:
+        settings.database.ensure_sqlite_dir()
         upgrade(settings.database.url, args.revision)
     except Exception as exc:
         mapped = _database_error(exc, settings.database.url)
@@ -131,7 +145,7 @@ async def _with_session(settings: Settings, work: Callable[..., Coroutine[Any, A
     from lms_domain.clock import SystemClock
     from lms_domain.db import create_engine, make_sessionmaker
 
-    settings.database.ensure_sqlite_dir()
+    _prepare_sqlite_dir(settings)
     engine = create_engine(settings.database.url)
     install_change_capture()
     clock = SystemClock()

@@ -34,6 +34,10 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
         status = response.status
         response.headers["X-Request-ID"] = request_id
         return response
+    except web.HTTPException as exc:  # redirects are raised, and pass problem_middleware
+        status = exc.status
+        exc.headers["X-Request-ID"] = request_id
+        raise
     finally:
         log.info(
             "request",

@@ -476,7 +476,15 @@ async def clear_demo(*, session: AsyncSession) -> None:
     await session.execute(
         sa.delete(Phone).where(Phone.id.in_([p for p in demo_phones if p]), Phone.id.not_in(still_used))
     )
-    await session.execute(sa.delete(OutboxEntry).where(OutboxEntry.scope == str(inst_id)))
+    demo_user_ids = [sid("user", u.username) for u in DEMO_USERS]
+    await session.execute(
+        sa.delete(OutboxEntry).where(
+            sa.or_(
+                OutboxEntry.scope == str(inst_id),
+                sa.and_(OutboxEntry.table_name == "users", OutboxEntry.row_id.in_(demo_user_ids)),
+            )
+        )
+    )
     await session.execute(sa.delete(SyncCounter).where(SyncCounter.scope == str(inst_id)))
     templates = [
         natural_id("notification_template", None, e, "sms", lang.value) for e in TEMPLATES for lang in Language

@@ -35,6 +35,8 @@ class DatabaseSettings(BaseModel):
             parsed = make_url(value)
         except ArgumentError as exc:
             raise ValueError(f"not a database URL ({exc})") from None
+        except ValueError:
+            raise ValueError("the port must be a number, e.g. postgresql+asyncpg://user@host:5432/somo") from None
         if parsed.drivername not in SUPPORTED_DRIVERS:
             raise ValueError(
                 f"driver {parsed.drivername!r} is not supported; use one of {', '.join(SUPPORTED_DRIVERS)}"
@@ -135,9 +137,13 @@ class Settings(BaseSettings):
     def _refuse_placeholders_outside_development(self) -> Settings:
         if self.environment == "development":
             return self
-        offenders = [name for name, secret in self.secrets() if secret.startswith(PLACEHOLDER_PREFIX)]
+        offenders = [
+            name for name, secret in self.secrets() if not secret.strip() or secret.startswith(PLACEHOLDER_PREFIX)
+        ]
         if offenders:
-            raise ValueError(f"placeholder secrets are not allowed in {self.environment}: set " + ", ".join(offenders))
+            raise ValueError(
+                f"placeholder or empty secrets are not allowed in {self.environment}: set " + ", ".join(offenders)
+            )
         if len(self.security.secret_key.get_secret_value()) < 32:
             raise ValueError("SOMO_SECURITY__SECRET_KEY must be at least 32 characters outside development")
         return self

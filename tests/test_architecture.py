@@ -45,9 +45,9 @@ def violations(package: str, relpath: str, modules: set[str]) -> list[str]:
         top = module.split(".")[0]
         if top in OURS and top not in ALLOWED_OURS[package]:
             problems.append(f"{relpath}: {package} must not import {module}")
-        if package == "lms_domain" and top not in OURS and top not in sys.stdlib_module_names:
-            if top not in DOMAIN_THIRD_PARTY:
-                problems.append(f"{relpath}: lms_domain must not import {module} (put it behind a port)")
+        third_party = top not in OURS and top not in sys.stdlib_module_names
+        if package == "lms_domain" and third_party and top not in DOMAIN_THIRD_PARTY:
+            problems.append(f"{relpath}: lms_domain must not import {module} (put it behind a port)")
         reads_settings = module in {"server.settings", "pydantic_settings"} or module.startswith("pydantic_settings.")
         if reads_settings and package not in SETTINGS_READERS and relpath not in SETTINGS_EXCEPTIONS:
             problems.append(f"{relpath}: only composition roots read settings ({module})")

@@ -35,10 +35,65 @@ _TEXT = {
 }
 
 
+MONTHS = {
+    Language.EN: (
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ),
+    Language.SW: (
+        "Januari",
+        "Februari",
+        "Machi",
+        "Aprili",
+        "Mei",
+        "Juni",
+        "Julai",
+        "Agosti",
+        "Septemba",
+        "Oktoba",
+        "Novemba",
+        "Desemba",
+    ),
+}
+# Kenyan names often carry a typographic apostrophe (Ng'ang'a); keep it as ASCII.
+_ASCII_PUNCTUATION = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u02bc": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2026": "...",
+    }
+)
+FRAME_MARGIN_MM = 10
+TEXT_PADDING_MM = 8
+
+
 def _latin1(text: str) -> str:
-    """The PDF core fonts are Latin-1: fold accents, drop what cannot be printed."""
-    folded = unicodedata.normalize("NFKD", text)
-    return folded.encode("latin-1", "ignore").decode("latin-1")
+    """The PDF core fonts are Latin-1: keep punctuation as ASCII, fold accents, drop the rest.
+
+    Core fonts keep the renderer free of font files, so it works unchanged on an edge node.
+    """
+    folded = unicodedata.normalize("NFKD", text.translate(_ASCII_PUNCTUATION))
+    return "".join(ch for ch in folded if not unicodedata.combining(ch)).encode("latin-1", "ignore").decode("latin-1")
+
+
+def format_date(view: CertificateView) -> str:
+    at = view.issued_at_local
+    return f"{at.day} {MONTHS[view.language][at.month - 1]} {at.year}"
 
 
 class FpdfCertificateRenderer:
@@ -51,11 +106,22 @@ class FpdfCertificateRenderer:
         pdf.set_auto_page_break(auto=False)
         pdf.add_page()
         pdf.set_line_width(1.5)
-        pdf.rect(10, 10, pdf.w - 20, pdf.h - 20)
+        pdf.rect(FRAME_MARGIN_MM, FRAME_MARGIN_MM, pdf.w - 2 * FRAME_MARGIN_MM, pdf.h - 2 * FRAME_MARGIN_MM)
 
-        def line(text: str, size: int, style: str = "", gap: float = 4) -> None:
+        usable = pdf.w - 2 * (FRAME_MARGIN_MM + TEXT_PADDING_MM)
+
+        def line(text: str, size: float, style: str = "", gap: float = 4) -> None:
+            printable = _latin1(text)
             pdf.set_font("Helvetica", style=style, size=size)
-            pdf.cell(0, size * 0.5, _latin1(text), align="C", new_x="LMARGIN", new_y="NEXT")
+            # Shrink long titles and names to fit inside the frame rather than clip them.
+            while size > 7 and pdf.get_string_width(printable) > usable:
+                size -= 0.5
+                pdf.set_font("Helvetica", style=style, size=size)
+            if pdf.get_string_width(printable) > usable:
+                pdf.set_x(FRAME_MARGIN_MM + TEXT_PADDING_MM)
+                pdf.multi_cell(usable, size * 0.5, printable, align="C", new_x="LMARGIN", new_y="NEXT")
+            else:
+                pdf.cell(0, size * 0.5, printable, align="C", new_x="LMARGIN", new_y="NEXT")
             pdf.ln(gap)
 
         pdf.set_y(30)
@@ -65,7 +131,7 @@ class FpdfCertificateRenderer:
         line(words["completed"], 14)
         line(view.course_title, 20, "B", 8)
         line(f"{words['score']}: {view.score_percent}%", 13)
-        line(f"{words['issued']}: {view.issued_at_local:%d %B %Y}", 13)
+        line(f"{words['issued']}: {format_date(view)}", 13)
         line(f"{words['by']}: {view.institution_name}", 13, gap=10)
         line(f"{words['code']}: {view.code}", 14, "B")
         line(f"{words['verify']} {view.verify_url}", 11)

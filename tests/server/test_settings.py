@@ -135,9 +135,7 @@ def test_a_non_redis_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("environment", ["production", "staging"])
-def test_placeholder_secrets_are_refused_outside_development(
-    monkeypatch: pytest.MonkeyPatch, environment: str
-) -> None:
+def test_placeholder_secrets_are_refused_outside_development(monkeypatch: pytest.MonkeyPatch, environment: str) -> None:
     monkeypatch.setenv("SOMO_ENVIRONMENT", environment)
 
     with pytest.raises(ValidationError) as caught:

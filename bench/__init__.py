@@ -1,0 +1,1 @@
+"""Repeatable benchmarks; run with ``make bench`` (results go in docs/PERFORMANCE.md)."""
