@@ -29,6 +29,7 @@ NAMING_CONVENTION = {
 }
 
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+READ_ONLY_OPTION = "somo_read_only"
 
 
 def utcnow() -> datetime:
@@ -112,6 +113,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     # SQLite ignores foreign keys unless told per connection. WAL lets learners keep
     # reading while a sync batch writes. Taking over BEGIN (the SQLAlchemy "serializable
     # isolation / savepoints" recipe) makes SAVEPOINT and rollback behave on aiosqlite.
+    # A unit of work that may write starts with BEGIN IMMEDIATE: a deferred transaction
+    # that reads, then writes after another connection committed, fails at once with
+    # "database is locked" instead of waiting; IMMEDIATE waits for the write lock (up to
+    # busy_timeout). Read-only units of work keep a deferred BEGIN and never block.
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
@@ -124,9 +129,17 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN")
+        read_only = conn.get_execution_options().get(READ_ONLY_OPTION, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def make_sessionmaker(engine: AsyncEngine, sync_context: Any) -> async_sessionmaker[AsyncSession]:
-    """One ``AsyncSession`` per unit of work; the sync context rides in ``session.info``."""
-    return async_sessionmaker(engine, expire_on_commit=False, info={"somo.sync": sync_context})
+def make_sessionmaker(
+    engine: AsyncEngine, sync_context: Any, *, read_only: bool = False
+) -> async_sessionmaker[AsyncSession]:
+    """One ``AsyncSession`` per unit of work; the sync context rides in ``session.info``.
+
+    ``read_only`` sessions never take SQLite's write lock, so reads never queue behind a
+    sync batch; use them only where nothing is written.
+    """
+    bind = engine.execution_options(**{READ_ONLY_OPTION: True}) if read_only else engine
+    return async_sessionmaker(bind, expire_on_commit=False, info={"somo.sync": sync_context})

@@ -90,6 +90,9 @@ def _before_flush(session: Session, _flush_context: Any, _instances: Any) -> Non
         if cast("datetime | None", row.created_at) is None:
             row.created_at = now
         row.updated_at = now
+        # Force the column into the UPDATE even when the clock has not moved; otherwise
+        # the column's onupdate default would stamp the wall clock instead of ours.
+        attributes.flag_modified(row, "updated_at")
         by_scope[scope_of(row)].append((row, op))
 
     for scope in sorted(by_scope):  # a fixed lock order, so two writers cannot deadlock

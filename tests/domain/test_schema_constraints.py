@@ -316,9 +316,7 @@ async def test_naive_datetime_is_refused_at_flush(sessionmaker: Sessionmaker, wo
     assert await _snapshot(sessionmaker, Enrollment) == before
 
 
-async def test_aware_datetime_round_trips_as_the_same_instant_in_utc(
-    sessionmaker: Sessionmaker, world: World
-) -> None:
+async def test_aware_datetime_round_trips_as_the_same_instant_in_utc(sessionmaker: Sessionmaker, world: World) -> None:
     nairobi_10am = datetime(2026, 11, 27, 10, 0, tzinfo=timezone(timedelta(hours=3)))
     enrollment = _enrollment(world, enrolled_at=nairobi_10am)
     await insert_ok(sessionmaker, enrollment)
@@ -326,4 +324,5 @@ async def test_aware_datetime_round_trips_as_the_same_instant_in_utc(
     async with sessionmaker() as s:
         stored = await s.scalar(sa.select(Enrollment.enrolled_at).where(Enrollment.id == enrollment.id))
     assert stored == datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
-    assert stored is not None and stored.utcoffset() == timedelta(0)
+    assert stored is not None
+    assert stored.utcoffset() == timedelta(0)
