@@ -91,12 +91,23 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             pytest.exit(f"CI=true and {_pg_unavailable}", returncode=3)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Record each test's backend, and drop the copies a ``backend_only`` test does not want
+    (a behaviour only one database has is not a skip: there is nothing to run)."""
+    kept, dropped = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
         backend = callspec.params.get("backend") if callspec else None
+        only = item.get_closest_marker("backend_only")
+        if backend and only and backend not in only.args:
+            dropped.append(item)
+            continue
         if backend:
             _backend_of[item.nodeid] = backend
+        kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

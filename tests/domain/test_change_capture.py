@@ -317,11 +317,10 @@ async def test_hlc_stays_monotonic_when_the_clock_goes_backwards(
 # --- concurrency --------------------------------------------------------------------------------
 
 
-async def test_sequences_become_visible_in_order(
-    backend: str, session: AsyncSession, sessionmaker: Sessionmaker
-) -> None:
-    if backend != "postgres":
-        pytest.skip("waiting on the counter's row lock is a Postgres concern; SQLite has one database-wide write lock")
+# Waiting on the counter's row lock is a Postgres concern; SQLite has one database-wide
+# write lock, covered by test_db_sessions.py.
+@pytest.mark.backend_only("postgres")
+async def test_sequences_become_visible_in_order(session: AsyncSession, sessionmaker: Sessionmaker) -> None:
     institution = await make_institution(session)
     first = await make_learner(session, institution=institution, name="First")
     second = await make_learner(session, institution=institution, name="Second")
