@@ -61,6 +61,13 @@ class PaymentDeclined(DomainError):
     title = "Payment declined"
 
 
+class RateLimited(DomainError):
+    """Too many requests; ``extra['retry_after_s']`` says when to come back."""
+
+    code = "too_many_requests"
+    title = "Too many requests"
+
+
 class NotImplementedYet(DomainError):
     """A capability whose adapter has not landed; names the missing piece."""
 

@@ -11,7 +11,15 @@ from aiohttp import web
 from lms_domain.changefeed import NodeRole, SyncContext, install_change_capture
 from lms_domain.changefeed.models import OutboxEntry
 from lms_domain.db import create_engine, make_sessionmaker
-from server.keys import clock_key, engine_key, kv_key, sessionmaker_key, settings_key, sync_context_key
+from server.keys import (
+    clock_key,
+    engine_key,
+    kv_key,
+    read_sessionmaker_key,
+    sessionmaker_key,
+    settings_key,
+    sync_context_key,
+)
 from server.kv import KeyValueStore, MemoryStore, RedisStore
 
 log = logging.getLogger("somo.server")
@@ -34,6 +42,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[engine_key] = engine
     app[sync_context_key] = sync_context
     app[sessionmaker_key] = make_sessionmaker(engine, sync_context)
+    app[read_sessionmaker_key] = make_sessionmaker(engine, sync_context, read_only=True)
     yield
     await engine.dispose()
 

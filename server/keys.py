@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from lms_domain.assessments.ports import CertificateRenderer
 from lms_domain.changefeed import SyncContext
 from lms_domain.clock import Clock
+from lms_domain.security import Hasher
 from server.kv import KeyValueStore
 from server.settings import Settings
 
@@ -15,8 +18,12 @@ settings_key = web.AppKey("settings", Settings)
 clock_key = web.AppKey("clock", Clock)
 engine_key = web.AppKey("engine", AsyncEngine)
 sessionmaker_key = web.AppKey("sessionmaker", async_sessionmaker[AsyncSession])
+read_sessionmaker_key = web.AppKey("read_sessionmaker", async_sessionmaker[AsyncSession])
 sync_context_key = web.AppKey("sync_context", SyncContext)
 kv_key = web.AppKey("kv", KeyValueStore)
 certificate_renderer_key = web.AppKey("certificate_renderer", CertificateRenderer)
+hasher_key = web.AppKey("hasher", Hasher)
+
+openapi_key = web.AppKey("openapi", dict[str, Any])
 
 request_id_key = web.RequestKey("request_id", str)

@@ -61,9 +61,14 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         return await handler(request)
     except DomainError as exc:
-        return problem_response(
+        response = problem_response(
             status=status_for(exc), code=exc.code, title=exc.title, detail=exc.detail, request=request, extra=exc.extra
         )
+        if "retry_after_s" in exc.extra:
+            response.headers["Retry-After"] = str(int(exc.extra["retry_after_s"]))
+        if response.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="somo"'
+        return response
     except ValidationError as exc:
         errors = [
             {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}

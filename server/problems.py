@@ -22,6 +22,7 @@ _STATUS_BY_ERROR: list[tuple[type[errors.DomainError], int]] = [
     (errors.InvalidInput, 422),
     (errors.PaymentDeclined, 402),
     (errors.NotImplementedYet, 501),
+    (errors.RateLimited, 429),
 ]
 
 

@@ -1,0 +1,105 @@
+"""Courses as instructors and admins manage them, and as learners browse them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lms_domain.access import Actor, catalog_filter, ensure_editable, ensure_visible, owning_institution
+from lms_domain.clock import Clock
+from lms_domain.courses.models import Course, CourseTag, Tag
+from lms_domain.courses.schemas import CourseCreate, CourseListQuery, CourseUpdate
+from lms_domain.errors import Conflict
+from lms_domain.ids import new_id
+from lms_domain.pagination import paginate
+
+
+async def list_courses(
+    *, session: AsyncSession, actor: Actor, query: CourseListQuery
+) -> tuple[Sequence[Course], str | None]:
+    stmt = sa.select(Course).where(Course.deleted_at.is_(None))
+    stmt = catalog_filter(stmt, Course.institution_id, actor)
+    if not actor.is_staff:
+        stmt = stmt.where(Course.is_published.is_(True))
+    elif query.published is not None:
+        stmt = stmt.where(Course.is_published.is_(query.published))
+    if query.access is not None:
+        stmt = stmt.where(Course.access == query.access)
+    if query.q:
+        pattern = f"%{query.q.lower()}%"
+        stmt = stmt.where(
+            sa.or_(sa.func.lower(Course.title_en).like(pattern), sa.func.lower(Course.title_sw).like(pattern))
+        )
+    if query.tag:
+        stmt = stmt.where(
+            Course.id.in_(
+                sa.select(CourseTag.course_id)
+                .join(Tag, Tag.id == CourseTag.tag_id)
+                .where(Tag.slug == query.tag, CourseTag.deleted_at.is_(None))
+            )
+        )
+    return await paginate(session, stmt, Course.id, cursor=query.cursor, limit=query.limit)
+
+
+async def get_course(*, session: AsyncSession, actor: Actor, course_id: uuid.UUID) -> Course:
+    """Visible to staff of its institution (or any, for the catalogue); learners see it
+    only once published."""
+    course = await session.get(Course, course_id)
+    ensure_visible(course, actor, catalog=True, what="course")
+    assert course is not None
+    if not actor.is_staff and not course.is_published:
+        ensure_visible(None, actor, what="course")
+    return course
+
+
+async def _slug_taken(
+    session: AsyncSession, institution_id: uuid.UUID | None, slug: str, exclude: uuid.UUID | None
+) -> bool:
+    owner = Course.institution_id.is_(None) if institution_id is None else Course.institution_id == institution_id
+    stmt = sa.select(Course.id).where(owner, Course.slug == slug, Course.deleted_at.is_(None))
+    if exclude is not None:
+        stmt = stmt.where(Course.id != exclude)
+    return (await session.scalar(stmt.limit(1))) is not None
+
+
+async def create_course(*, session: AsyncSession, actor: Actor, data: CourseCreate) -> Course:
+    actor.require_staff()
+    institution_id = owning_institution(actor, data.institution_id)
+    if await _slug_taken(session, institution_id, data.slug, None):
+        raise Conflict(f"a course with slug {data.slug!r} exists", code="slug_taken")
+    course = Course(
+        id=new_id(),
+        institution_id=institution_id,
+        created_by_id=actor.user_id,
+        **data.model_dump(exclude={"institution_id"}),
+    )
+    session.add(course)
+    await session.flush()
+    return course
+
+
+async def update_course(*, session: AsyncSession, actor: Actor, course_id: uuid.UUID, data: CourseUpdate) -> Course:
+    course = await session.get(Course, course_id)
+    ensure_editable(course, actor, what="course")
+    assert course is not None
+    changes = data.model_dump(exclude_unset=True)
+    if "slug" in changes and await _slug_taken(session, course.institution_id, changes["slug"], course.id):
+        raise Conflict(f"a course with slug {changes['slug']!r} exists", code="slug_taken")
+    for name, value in changes.items():
+        if value is None and name in {"slug", "title_en", "summary_en", "access", "is_published"}:
+            continue  # these cannot be cleared
+        setattr(course, name, value)
+    await session.flush()
+    return course
+
+
+async def delete_course(*, session: AsyncSession, actor: Actor, course_id: uuid.UUID, clock: Clock) -> None:
+    """Soft delete, so the deletion syncs to edges like any other change."""
+    course = await session.get(Course, course_id)
+    ensure_editable(course, actor, what="course")
+    assert course is not None
+    course.deleted_at = clock.now()
+    await session.flush()

@@ -1,0 +1,51 @@
+"""Cursor (keyset) pagination: stable under inserts, O(limit) per page, never OFFSET."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
+
+import sqlalchemy as sa
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lms_domain.errors import InvalidInput
+
+T = TypeVar("T")
+MAX_LIMIT = 200
+DEFAULT_LIMIT = 50
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(default=None, description="Pass as `cursor` to get the next page.")
+
+
+def encode_cursor(last_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(last_id.bytes).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> uuid.UUID:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return uuid.UUID(bytes=raw)
+    except (binascii.Error, ValueError):
+        raise InvalidInput("cursor is not one we issued", code="invalid_cursor") from None
+
+
+async def paginate(
+    session: AsyncSession, stmt: sa.Select[Any], id_column: Any, *, cursor: str | None, limit: int
+) -> tuple[Sequence[Any], str | None]:
+    """Rows after ``cursor`` in id order, and the cursor of the next page (None at the end)."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", code="invalid_limit")
+    if cursor:
+        stmt = stmt.where(id_column > decode_cursor(cursor))
+    rows = list((await session.scalars(stmt.order_by(id_column).limit(limit + 1))).all())
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return rows, encode_cursor(rows[-1].id)
+    return rows, None

@@ -1,0 +1,1 @@
+"""Bearer tokens for the REST API."""
