@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from lms_domain.clock import Clock, SystemClock
 from lms_domain.security import DEFAULT_HASHER, Hasher
@@ -11,19 +12,35 @@ from server.api.docs import add_docs_routes
 from server.api.openapi import build_openapi
 from server.api.registry import register
 from server.contexts import database_ctx, kv_ctx
-from server.keys import certificate_renderer_key, clock_key, hasher_key, openapi_key, settings_key
+from server.keys import buckets_key, certificate_renderer_key, clock_key, hasher_key, openapi_key, settings_key
 from server.middlewares import problem_middleware, request_id_middleware
 from server.pdf.certificate import FpdfCertificateRenderer
+from server.ratelimit import rate_limit_middleware
 from server.settings import Settings
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
 API_VERSION = "1.0.0"
+# Provider callbacks and the USSD endpoint are never limited here: callbacks must always
+# be stored, and USSD is limited per phone number by its own adapter.
+RATE_LIMITED_PREFIXES = ("/api/v1/", "/sync/")
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None, hasher: Hasher | None = None) -> web.Application:
     # request_id first so every later layer (and the error body) carries the id;
-    # problem_middleware innermost so it sees the handler's exceptions directly.
-    app = web.Application(middlewares=[request_id_middleware, problem_middleware], client_max_size=MAX_BODY_BYTES)
+    # problem_middleware next so it maps every later exception, the rate limiter's 429 too;
+    # the rate limiter before any handler work.
+    middlewares: list[Middleware] = [request_id_middleware, problem_middleware]
+    limits = settings.rate_limit
+    if limits.enabled:
+        middlewares.append(
+            rate_limit_middleware(
+                lambda app: app[buckets_key],
+                prefixes=RATE_LIMITED_PREFIXES,
+                per_client=(limits.per_client_rps, limits.per_client_burst),
+                per_token=(limits.per_token_rps, limits.per_token_burst),
+            )
+        )
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[settings_key] = settings
     app[clock_key] = clock or SystemClock()
     app[certificate_renderer_key] = FpdfCertificateRenderer()

@@ -12,6 +12,7 @@ from lms_domain.changefeed import NodeRole, SyncContext, install_change_capture
 from lms_domain.changefeed.models import OutboxEntry
 from lms_domain.db import create_engine, make_sessionmaker
 from server.keys import (
+    buckets_key,
     clock_key,
     engine_key,
     kv_key,
@@ -21,6 +22,7 @@ from server.keys import (
     sync_context_key,
 )
 from server.kv import KeyValueStore, MemoryStore, RedisStore
+from server.ratelimit import Buckets, MemoryBuckets, RedisBuckets
 
 log = logging.getLogger("somo.server")
 
@@ -49,7 +51,14 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def kv_ctx(app: web.Application) -> AsyncIterator[None]:
     url = app[settings_key].redis.url
-    store: KeyValueStore = RedisStore.from_url(url) if url else MemoryStore()
+    store: KeyValueStore
+    buckets: Buckets
+    if url:
+        redis_store = RedisStore.from_url(url)
+        store, buckets = redis_store, RedisBuckets(redis_store.client)
+    else:
+        store, buckets = MemoryStore(), MemoryBuckets()
     app[kv_key] = store
+    app[buckets_key] = buckets
     yield
     await store.close()

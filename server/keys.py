@@ -12,6 +12,7 @@ from lms_domain.changefeed import SyncContext
 from lms_domain.clock import Clock
 from lms_domain.security import Hasher
 from server.kv import KeyValueStore
+from server.ratelimit import Buckets
 from server.settings import Settings
 
 settings_key = web.AppKey("settings", Settings)
@@ -21,6 +22,7 @@ sessionmaker_key = web.AppKey("sessionmaker", async_sessionmaker[AsyncSession])
 read_sessionmaker_key = web.AppKey("read_sessionmaker", async_sessionmaker[AsyncSession])
 sync_context_key = web.AppKey("sync_context", SyncContext)
 kv_key = web.AppKey("kv", KeyValueStore)
+buckets_key = web.AppKey("buckets", Buckets)
 certificate_renderer_key = web.AppKey("certificate_renderer", CertificateRenderer)
 hasher_key = web.AppKey("hasher", Hasher)
 

@@ -85,6 +85,10 @@ class RedisStore:
         self._redis = client
         self._prefix = prefix
 
+    @property
+    def client(self) -> Redis:
+        return self._redis
+
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "somo:") -> RedisStore:
         return cls(Redis.from_url(url, decode_responses=True, socket_timeout=5), prefix=prefix)

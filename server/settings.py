@@ -78,6 +78,16 @@ class HttpSettings(BaseModel):
     behind_https: bool = False
 
 
+class RateLimitSettings(BaseModel):
+    enabled: bool = True
+    per_client_rps: float = Field(default=50.0, gt=0)
+    per_client_burst: int = Field(default=200, ge=1)
+    per_token_rps: float = Field(default=10.0, gt=0)
+    per_token_burst: int = Field(default=60, ge=1)
+    ussd_per_phone_rps: float = Field(default=1.0, gt=0)
+    ussd_per_phone_burst: int = Field(default=10, ge=1)
+
+
 class SecuritySettings(BaseModel):
     secret_key: SecretStr = SecretStr("dev-insecure-secret-key-change-me")
     access_token_ttl_s: int = Field(default=900, ge=60)
@@ -128,6 +138,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     http: HttpSettings = HttpSettings()
     security: SecuritySettings = SecuritySettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
     payments: PaymentsSettings = PaymentsSettings()
     ussd: UssdSettings = UssdSettings()
     sync: SyncSettings = SyncSettings()

@@ -167,6 +167,23 @@ def database_url(backend: str, template_url: str, tmp_path: Path) -> Iterator[st
     asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@pytest.fixture(scope="module")
+def module_database_url(backend: str, template_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Like ``database_url``, shared by one module (for tests that start a server once)."""
+    if backend == "sqlite":
+        source = make_url(template_url).database
+        assert source is not None
+        target = tmp_path_factory.mktemp("module") / "somo.db"
+        shutil.copyfile(source, target)
+        yield f"sqlite+aiosqlite:///{target}"
+        return
+    name = f"{DB_PREFIX}{RUN_ID}_{next(_counter)}"
+    template = make_url(template_url).database
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    yield _pg_url(name)
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture
 def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
     """A database with no tables at all (for migration and CLI tests)."""

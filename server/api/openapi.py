@@ -67,6 +67,11 @@ def build_openapi(apis: Iterable[Api], *, prefix: str, title: str, version: str,
     }
 
 
+def _path_schema(name: str) -> dict[str, Any]:
+    # Ids are UUIDs; anything else in their place is answered 404, like a missing row.
+    return {"type": "string", "format": "uuid"} if name.endswith("_id") else {"type": "string"}
+
+
 def _operation(op: Operation, ref: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "operationId": op.operation_id,
@@ -76,7 +81,7 @@ def _operation(op: Operation, ref: Any) -> dict[str, Any]:
     if op.description:
         spec["description"] = op.description
     parameters: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in op.path_params
+        {"name": name, "in": "path", "required": True, "schema": _path_schema(name)} for name in op.path_params
     ]
     if op.query is not None:
         parameters += _query_parameters(
