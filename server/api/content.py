@@ -4,4 +4,7 @@ from __future__ import annotations
 
 from server.api.registry import Api
 
-api = Api("content", description="Course structure and quizzes: sections, lessons, assets, tags, prerequisites, questions and choices.")
+api = Api(
+    "content",
+    description="Course structure and quizzes: sections, lessons, assets, tags, prerequisites, questions and choices.",
+)
