@@ -106,7 +106,9 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
         engine = create_async_engine(parsed, echo=echo, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(parsed, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # No pre-ping (a round trip on every checkout); connections are recycled instead, and a
+    # dead one fails that one unit of work, which the caller may retry.
+    return create_async_engine(parsed, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -129,8 +131,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        read_only = conn.get_execution_options().get(READ_ONLY_OPTION, False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        # Read-only units of work run each statement in autocommit: no BEGIN/COMMIT round
+        # trips to the driver thread, and WAL still gives each statement a consistent view.
+        if not conn.get_execution_options().get(READ_ONLY_OPTION, False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_sessionmaker(
@@ -139,7 +143,16 @@ def make_sessionmaker(
     """One ``AsyncSession`` per unit of work; the sync context rides in ``session.info``.
 
     ``read_only`` sessions never take SQLite's write lock, so reads never queue behind a
-    sync batch; use them only where nothing is written.
+    sync batch, and run in autocommit (no transaction round trips). They refuse to flush
+    changes: a write there would not be atomic.
     """
-    bind = engine.execution_options(**{READ_ONLY_OPTION: True}) if read_only else engine
-    return async_sessionmaker(bind, expire_on_commit=False, info={"somo.sync": sync_context})
+    if not read_only:
+        return async_sessionmaker(engine, expire_on_commit=False, info={"somo.sync": sync_context})
+    options: dict[str, Any] = {READ_ONLY_OPTION: True}
+    if engine.dialect.name == "postgresql":
+        options["isolation_level"] = "AUTOCOMMIT"  # no BEGIN/COMMIT round trips for reads
+    return async_sessionmaker(
+        engine.execution_options(**options),
+        expire_on_commit=False,
+        info={"somo.sync": sync_context, READ_ONLY_OPTION: True},
+    )

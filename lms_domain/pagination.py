@@ -44,7 +44,13 @@ async def paginate(
         raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", code="invalid_limit")
     if cursor:
         stmt = stmt.where(id_column > decode_cursor(cursor))
-    rows = list((await session.scalars(stmt.order_by(id_column).limit(limit + 1))).all())
+    stmt = stmt.order_by(id_column).limit(limit + 1)
+    # A statement over one entity yields ORM objects; over columns, plain rows (cheaper for
+    # read-only lists that go straight to JSON: no identity map, no instrumentation).
+    if len(stmt.column_descriptions) == 1 and stmt.column_descriptions[0].get("entity") is not None:
+        rows: list[Any] = list((await session.scalars(stmt)).all())
+    else:
+        rows = list((await session.execute(stmt)).all())
     if len(rows) > limit:
         rows = rows[:limit]
         return rows, encode_cursor(rows[-1].id)

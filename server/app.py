@@ -11,8 +11,17 @@ from server.api import PREFIX, all_apis, health
 from server.api.docs import add_docs_routes
 from server.api.openapi import build_openapi
 from server.api.registry import register
+from server.auth.verified import VerifiedTokens
 from server.contexts import database_ctx, kv_ctx
-from server.keys import buckets_key, certificate_renderer_key, clock_key, hasher_key, openapi_key, settings_key
+from server.keys import (
+    buckets_key,
+    certificate_renderer_key,
+    clock_key,
+    hasher_key,
+    openapi_key,
+    settings_key,
+    verified_tokens_key,
+)
 from server.middlewares import problem_middleware, request_id_middleware
 from server.pdf.certificate import FpdfCertificateRenderer
 from server.ratelimit import rate_limit_middleware
@@ -45,6 +54,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, hasher: Hasher
     app[clock_key] = clock or SystemClock()
     app[certificate_renderer_key] = FpdfCertificateRenderer()
     app[hasher_key] = hasher or DEFAULT_HASHER
+    app[verified_tokens_key] = VerifiedTokens()
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(kv_ctx)
     app.add_routes(health.routes)

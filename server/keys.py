@@ -11,6 +11,7 @@ from lms_domain.assessments.ports import CertificateRenderer
 from lms_domain.changefeed import SyncContext
 from lms_domain.clock import Clock
 from lms_domain.security import Hasher
+from server.auth.verified import VerifiedTokens
 from server.kv import KeyValueStore
 from server.ratelimit import Buckets
 from server.settings import Settings
@@ -27,5 +28,6 @@ certificate_renderer_key = web.AppKey("certificate_renderer", CertificateRendere
 hasher_key = web.AppKey("hasher", Hasher)
 
 openapi_key = web.AppKey("openapi", dict[str, Any])
+verified_tokens_key = web.AppKey("verified_tokens", VerifiedTokens)
 
 request_id_key = web.RequestKey("request_id", str)

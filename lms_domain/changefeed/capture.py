@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, attributes
 from lms_domain.changefeed.hlc import HybridLogicalClock
 from lms_domain.changefeed.models import ChangeOp, OutboxEntry, SyncCounter
 from lms_domain.clock import Clock, SystemClock
-from lms_domain.db import SyncMixin
+from lms_domain.db import READ_ONLY_OPTION, SyncMixin
 from lms_domain.ids import new_id
 
 CATALOG_SCOPE = "catalog"
@@ -64,6 +64,8 @@ def _was_soft_deleted(row: SyncMixin) -> bool:
 
 
 def _before_flush(session: Session, _flush_context: Any, _instances: Any) -> None:
+    if session.info.get(READ_ONLY_OPTION) and (session.new or session.dirty or session.deleted):
+        raise RuntimeError("a read-only unit of work tried to write; use a read-write one")
     changed: list[tuple[SyncMixin, ChangeOp]] = []
     for obj in session.new:
         if isinstance(obj, SyncMixin):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,8 +20,9 @@ from lms_domain.pagination import paginate
 
 async def list_courses(
     *, session: AsyncSession, actor: Actor, query: CourseListQuery
-) -> tuple[Sequence[Course], str | None]:
-    stmt = sa.select(Course).where(Course.deleted_at.is_(None))
+) -> tuple[Sequence[sa.Row[Any]], str | None]:
+    """Rows (not ORM objects): a list goes straight to JSON, so skip the identity map."""
+    stmt = sa.select(*Course.__table__.c).where(Course.deleted_at.is_(None))
     stmt = catalog_filter(stmt, Course.institution_id, actor)
     if not actor.is_staff:
         stmt = stmt.where(Course.is_published.is_(True))

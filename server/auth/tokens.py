@@ -16,11 +16,11 @@ from aiohttp import web
 from lms_domain.access import Actor
 from lms_domain.errors import Unauthenticated
 from lms_domain.tenancy.models import Role
-from server.keys import clock_key, settings_key
+from server.auth.verified import LEEWAY_S
+from server.keys import clock_key, settings_key, verified_tokens_key
 
 ISSUER = "somo"
 ALGORITHM = "HS256"
-LEEWAY_S = 30  # school servers' clocks drift; a little leeway avoids spurious 401s
 
 
 def issue_access_token(*, actor: Actor, secret: str, now: datetime, ttl: timedelta) -> str:
@@ -37,7 +37,7 @@ def issue_access_token(*, actor: Actor, secret: str, now: datetime, ttl: timedel
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def decode_access_token(token: str, *, secret: str, now: datetime) -> Actor:
+def decode_access_token(token: str, *, secret: str, now: datetime) -> tuple[Actor, int]:
     """Checks expiry against the app's clock (not the OS clock PyJWT would use), so an edge
     node and its tests agree with themselves about what "now" is."""
     try:
@@ -52,12 +52,13 @@ def decode_access_token(token: str, *, secret: str, now: datetime) -> Actor:
             raise jwt.InvalidTokenError("not an access token")
         if int(claims["exp"]) + LEEWAY_S < now.timestamp():
             raise jwt.ExpiredSignatureError("expired")
-        return Actor(
+        actor = Actor(
             user_id=uuid.UUID(claims["sub"]),
             role=Role(claims["role"]),
             institution_id=uuid.UUID(claims["inst"]) if claims.get("inst") else None,
             learner_id=uuid.UUID(claims["lrn"]) if claims.get("lrn") else None,
         )
+        return actor, int(claims["exp"])
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("the access token has expired; refresh it", code="token_expired") from None
     except (jwt.InvalidTokenError, ValueError, KeyError):
@@ -78,8 +79,12 @@ def actor_from_request(request: web.Request) -> Actor | None:
     token = bearer_token(request)
     if token is None:
         return None
-    return decode_access_token(
-        token,
-        secret=request.app[settings_key].security.secret_key.get_secret_value(),
-        now=request.app[clock_key].now(),
-    )
+    now = request.app[clock_key].now()
+    cache = request.app[verified_tokens_key]
+    actor = cache.get(token, now)
+    if actor is None:
+        actor, expires = decode_access_token(
+            token, secret=request.app[settings_key].security.secret_key.get_secret_value(), now=now
+        )
+        cache.put(token, actor, expires)
+    return actor
