@@ -10,6 +10,7 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import ValidationError
+from sqlalchemy import exc as sa_exc
 
 from lms_domain.errors import DomainError
 from server.keys import request_id_key
@@ -81,6 +82,26 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             detail="; ".join(f"{'.'.join(e['loc']) or 'body'}: {e['msg']}" for e in errors),
             request=request,
             extra={"errors": errors},
+        )
+    except sa_exc.IntegrityError:
+        # A uniqueness or foreign-key race that the service's own checks could not see
+        # (two identical requests at the same instant). Nothing was written: roll back, 409.
+        log.info("integrity conflict", exc_info=True)
+        return problem_response(
+            status=409,
+            code="conflict",
+            title="Conflict",
+            detail="the change conflicts with another one made at the same time; retry",
+            request=request,
+        )
+    except sa_exc.DataError:
+        log.info("data rejected by the database", exc_info=True)
+        return problem_response(
+            status=422,
+            code="invalid_input",
+            title="Invalid input",
+            detail="a value was rejected by the database (out of range or malformed)",
+            request=request,
         )
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -185,9 +185,26 @@ async def _read_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
         raise web.HTTPUnsupportedMediaType(text=f"send the body as {JSON_TYPE}")
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise InvalidInput("the body is not valid JSON", code="invalid_json") from None
+    _refuse_nul(data, "body")
     return model.model_validate(data)
+
+
+def _refuse_nul(value: Any, where: str) -> None:
+    """NUL characters are valid JSON but no database text column takes them (Postgres
+    refuses them outright); refuse them once, here, with the field that carried one."""
+    stack: list[tuple[Any, str]] = [(value, where)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise InvalidInput(f"{path} contains a NUL character", code="nul_character", field=path)
+        elif isinstance(item, dict):
+            stack.extend((v, f"{path}.{k}") for k, v in item.items())
+            stack.extend((k, f"{path}.{k}") for k in item if isinstance(k, str))
+        elif isinstance(item, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(item))
 
 
 def _authorise(operation: Operation, actor: Actor | None) -> None:
@@ -213,6 +230,8 @@ def make_route_handler(operation: Operation) -> Callable[[web.Request], Awaitabl
     async def route(request: web.Request) -> web.StreamResponse:
         actor = actor_from_request(request)
         _authorise(operation, actor)
+        _refuse_nul(dict(request.query), "query")
+        _refuse_nul(dict(request.match_info), "path")
         try:
             query = (operation.query or NoBody).model_validate(dict(request.query))
         except ValidationError as exc:

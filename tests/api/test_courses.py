@@ -100,3 +100,12 @@ async def test_deleted_course_is_gone(world: World) -> None:
     assert (await world.call("DELETE", f"/api/v1/courses/{created['id']}", teacher))[0] == 204
     assert (await world.call("GET", f"/api/v1/courses/{created['id']}", teacher))[0] == 404
     assert (await world.call("GET", "/api/v1/courses/not-a-uuid", teacher))[0] == 404
+
+
+async def test_nul_characters_are_refused_not_stored(world: World) -> None:
+    teacher = world.a.tokens["instructor"]
+    status, body = await world.call("POST", "/api/v1/courses", teacher, json=course(title_en="a\x00b"))
+    assert status == 422 and body["code"] == "nul_character" and body["field"] == "body.title_en"
+    status, body = await world.call("GET", "/api/v1/courses?q=a%00b", teacher)
+    assert status == 422 and body["code"] == "nul_character"
+    assert (await world.call("GET", "/api/v1/courses", teacher))[1]["items"] == []
