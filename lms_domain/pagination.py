@@ -16,6 +16,7 @@ from lms_domain.errors import InvalidInput
 
 T = TypeVar("T")
 MAX_LIMIT = 200
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{22}$"  # base64url of a 16-byte id, unpadded
 DEFAULT_LIMIT = 50
 
 

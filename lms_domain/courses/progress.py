@@ -72,7 +72,7 @@ async def lesson_statuses(*, session: AsyncSession, learner_id: uuid.UUID, cours
         .where(Lesson.course_id == course_id, Lesson.deleted_at.is_(None))
         .order_by(Section.position, Section.id, Lesson.position, Lesson.id)
     )
-    return [LessonStatus(lesson, progress) for lesson, progress in rows.tuples()]
+    return [LessonStatus(lesson, progress) for lesson, progress in rows]
 
 
 def summarise(course_id: uuid.UUID, statuses: list[LessonStatus]) -> CourseProgress:

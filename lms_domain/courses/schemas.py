@@ -8,7 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from lms_domain.courses.models import CourseAccess
-from lms_domain.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from lms_domain.pagination import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
 
 SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 
@@ -18,7 +18,9 @@ class ListQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    cursor: str | None = Field(default=None, max_length=64)
+    cursor: str | None = Field(
+        default=None, pattern=CURSOR_PATTERN, description="The `next_cursor` of the previous page."
+    )
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
 
 

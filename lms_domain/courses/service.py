@@ -20,7 +20,7 @@ from lms_domain.courses.models import (
     Prerequisite,
 )
 from lms_domain.entitlements.service import has_active_entitlement
-from lms_domain.errors import InvalidInput, NotFound, PreconditionFailed
+from lms_domain.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from lms_domain.ids import natural_id
 from lms_domain.tenancy.models import Learner
 
@@ -99,6 +99,21 @@ async def enroll(*, session: AsyncSession, learner_id: uuid.UUID, course_id: uui
         )
         session.add(enrollment)
     await session.flush()
+    return enrollment
+
+
+async def withdraw(*, session: AsyncSession, learner_id: uuid.UUID, course_id: uuid.UUID) -> Enrollment:
+    """Withdraw a learner from a course; idempotent. Progress, attempts and the row itself
+    stay, so enrolling again picks up where the learner left off."""
+    enrollment = await session.get(Enrollment, natural_id("enrollment", learner_id, course_id))
+    if enrollment is None or enrollment.deleted_at is not None:
+        raise NotFound("enrollment not found")
+    if enrollment.status is EnrollmentStatus.COMPLETED:
+        # Completion backs an issued certificate; withdrawing would contradict it.
+        raise Conflict("a completed course cannot be withdrawn from", code="enrollment_completed")
+    if enrollment.status is not EnrollmentStatus.WITHDRAWN:
+        enrollment.status = EnrollmentStatus.WITHDRAWN
+        await session.flush()
     return enrollment
 
 

@@ -14,6 +14,7 @@ enrollments or refunds.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,9 @@ HEADER = "Idempotency-Key"
 KEEP_FOR = timedelta(hours=24)
 ABANDONED_AFTER = timedelta(minutes=2)
 REPLAYED_HEADERS = ("Content-Type", "Location")
+# Printable ASCII, no surrounding spaces (HTTP strips them); documented in the OpenAPI document.
+KEY_PATTERN_TEXT = r"^[!-~](?:[ -~]{0,253}[!-~])?$"
+KEY_PATTERN = re.compile(KEY_PATTERN_TEXT)
 
 
 def _request_hash(call: Call[Any, Any], raw_body: bytes) -> str:
@@ -110,8 +114,8 @@ async def run_idempotent(
     key = call.request.headers.get(HEADER)
     if key is None:
         return await run()
-    if not 1 <= len(key) <= 255 or not key.isprintable():
-        raise InvalidInput(f"{HEADER} must be 1-255 printable characters", code="invalid_idempotency_key")
+    if not KEY_PATTERN.fullmatch(key):
+        raise InvalidInput(f"{HEADER} must be 1-255 printable ASCII characters", code="invalid_idempotency_key")
     raw_body = await call.request.read()
     scope = f"{call.actor.user_id}:{operation.operation_id}"
     outcome = await _claim(call, scope, key, _request_hash(call, raw_body))

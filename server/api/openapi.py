@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
+from server.api.idempotency import KEY_PATTERN_TEXT
 from server.api.registry import JSON_TYPE, PUBLIC, Api, Operation
 
 PROBLEM_TYPE = "application/problem+json"
@@ -94,7 +95,7 @@ def _operation(op: Operation, ref: Any) -> dict[str, Any]:
                 "in": "header",
                 "required": False,
                 "description": "Retry safely: the same key and body replay the stored response.",
-                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                "schema": {"type": "string", "pattern": KEY_PATTERN_TEXT},
             }
         )
     if parameters:
