@@ -104,24 +104,41 @@ class Postgres:
             learner_id, lesson_id = uuid.UUID(learner), uuid.UUID(lesson)
             inst = await conn.fetchval("SELECT institution_id FROM learners WHERE id = $1", learner_id)
             course = await conn.fetchval("SELECT course_id FROM lessons WHERE id = $1", lesson_id)
-            await conn.fetchval("SELECT id FROM enrollments WHERE learner_id = $1 AND course_id = $2", learner_id, course)
+            await conn.fetchval(
+                "SELECT id FROM enrollments WHERE learner_id = $1 AND course_id = $2", learner_id, course
+            )
             await conn.execute(
                 "UPDATE lesson_progress SET percent = greatest(percent, $1), last_seen_at = now() "
-                "WHERE learner_id = $2 AND lesson_id = $3", percent, learner_id, lesson_id)
+                "WHERE learner_id = $2 AND lesson_id = $3",
+                percent,
+                learner_id,
+                lesson_id,
+            )
             seq = await conn.fetchval(
                 "INSERT INTO sync_counters (scope, value) VALUES ($1, 1) ON CONFLICT (scope) DO UPDATE "
-                "SET value = sync_counters.value + 1 RETURNING value", str(inst))
+                "SET value = sync_counters.value + 1 RETURNING value",
+                str(inst),
+            )
             await conn.execute(
                 "INSERT INTO sync_outbox (id, scope, seq, table_name, row_id, op, hlc, origin_node_id, created_at) "
                 "VALUES ($1, $2, $3, 'lesson_progress', $4, 'upsert', 0, $5, now())",
-                uuid.uuid4(), str(inst), seq, uuid.uuid4(), uuid.uuid4())
+                uuid.uuid4(),
+                str(inst),
+                seq,
+                uuid.uuid4(),
+                uuid.uuid4(),
+            )
 
 
 async def list_courses(request: web.Request) -> web.Response:
     db: Any = request.app[pool_key]
     rows = await db.fetch(LIST_SQL, request.query["institution_id"])
-    items = [{k: (str(v) if not isinstance(v, (int, bool, type(None))) else v) for k, v in dict(r).items()}
-             if hasattr(r, "keys") else [str(x) for x in r] for r in rows]
+    items = [
+        {k: (str(v) if not isinstance(v, (int, bool, type(None))) else v) for k, v in dict(r).items()}
+        if hasattr(r, "keys")
+        else [str(x) for x in r]
+        for r in rows
+    ]
     return web.Response(text=json.dumps({"items": items, "next_cursor": None}), content_type="application/json")
 
 

@@ -23,7 +23,7 @@ from lms_domain.ids import new_id
 from lms_domain.phones import normalize_msisdn
 from lms_domain.platform.models import RefreshToken
 from lms_domain.security import Hasher
-from lms_domain.tenancy.models import Learner, Phone, Role, User
+from lms_domain.tenancy.models import Institution, Learner, Phone, Role, User
 
 FREE_FAILURES = 3  # tries allowed before slowing down
 LOCK_AFTER = 10  # failures before the account locks
@@ -74,6 +74,17 @@ async def authenticate(*, session: AsyncSession, login: str, password: str, cloc
     the caller commits so that failure counters persist even though it answers 401."""
     now = clock.now()
     users = [u for u in await _candidates(session, login) if u.is_active and u.deleted_at is None]
+    if users:
+        # A suspended institution's people cannot sign in (platform admins have none).
+        inactive = set(
+            await session.scalars(
+                sa.select(Institution.id).where(
+                    Institution.id.in_([u.institution_id for u in users if u.institution_id]),
+                    Institution.is_active.is_(False),
+                )
+            )
+        )
+        users = [u for u in users if u.institution_id not in inactive]
     if not users:
         hasher.verify(hasher.hash(_DUMMY_HASH_INPUT), password)
         raise Unauthenticated("wrong username or password", code="invalid_credentials")

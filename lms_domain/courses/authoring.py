@@ -13,9 +13,10 @@ from lms_domain.access import Actor, catalog_filter, ensure_editable, ensure_vis
 from lms_domain.clock import Clock
 from lms_domain.courses.models import Course, CourseTag, Tag
 from lms_domain.courses.schemas import CourseCreate, CourseListQuery, CourseUpdate
-from lms_domain.errors import Conflict
+from lms_domain.errors import Conflict, NotFound
 from lms_domain.ids import new_id
 from lms_domain.pagination import paginate
+from lms_domain.tenancy.models import Institution
 
 
 async def list_courses(
@@ -70,6 +71,8 @@ async def _slug_taken(
 async def create_course(*, session: AsyncSession, actor: Actor, data: CourseCreate) -> Course:
     actor.require_staff()
     institution_id = owning_institution(actor, data.institution_id)
+    if institution_id is not None and await session.get(Institution, institution_id) is None:
+        raise NotFound("institution not found")
     if await _slug_taken(session, institution_id, data.slug, None):
         raise Conflict(f"a course with slug {data.slug!r} exists", code="slug_taken")
     course = Course(

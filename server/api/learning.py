@@ -39,7 +39,7 @@ from lms_domain.learning.schemas import (
 from lms_domain.tenancy.models import Role
 from server.api.registry import PUBLIC, Api, Call
 from server.keys import certificate_renderer_key, settings_key
-from server.pdf.certificate import MONTHS
+from server.pdf.text import MONTHS
 
 api = Api("learning", description="Enrollments, lesson progress, quiz attempts and certificates.")
 public_api = Api(

@@ -101,7 +101,9 @@ def _operation(op: Operation, ref: Any) -> dict[str, Any]:
     if parameters:
         spec["parameters"] = parameters
     if op.body is not None:
-        spec["requestBody"] = {"required": True, "content": {JSON_TYPE: {"schema": ref(op.body)}}}
+        # A body whose fields are all optional (a PATCH) may be left out: it changes nothing.
+        required = any(field.is_required() for field in op.body.model_fields.values())
+        spec["requestBody"] = {"required": required, "content": {JSON_TYPE: {"schema": ref(op.body)}}}
     responses: dict[str, Any] = {}
     if op.status == 204 or (op.response is None and op.content_type == JSON_TYPE):
         responses[str(op.status if op.status != 200 else 204)] = {"description": "Done."}

@@ -188,7 +188,9 @@ async def _read_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise InvalidInput("the body is not valid JSON", code="invalid_json") from None
     _refuse_nul(data, "body")
-    return model.model_validate(data)
+    # Strict JSON validation: "yes" is not a boolean and "12" is not a number, so clients
+    # learn about type mistakes instead of having them silently coerced.
+    return model.model_validate_json(raw, strict=True)
 
 
 def _refuse_nul(value: Any, where: str) -> None:

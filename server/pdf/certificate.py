@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import unicodedata
-
 from fpdf import FPDF
 
 from lms_domain.assessments.ports import CertificateView
 from lms_domain.i18n import Language
+from server.pdf.text import MONTHS, latin1_text
 
 _TEXT = {
     Language.EN: {
@@ -35,60 +34,8 @@ _TEXT = {
 }
 
 
-MONTHS = {
-    Language.EN: (
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ),
-    Language.SW: (
-        "Januari",
-        "Februari",
-        "Machi",
-        "Aprili",
-        "Mei",
-        "Juni",
-        "Julai",
-        "Agosti",
-        "Septemba",
-        "Oktoba",
-        "Novemba",
-        "Desemba",
-    ),
-}
-# Kenyan names often carry a typographic apostrophe (Ng'ang'a); keep it as ASCII.
-_ASCII_PUNCTUATION = str.maketrans(
-    {
-        "\u2018": "'",
-        "\u2019": "'",
-        "\u02bc": "'",
-        "\u201c": '"',
-        "\u201d": '"',
-        "\u2013": "-",
-        "\u2014": "-",
-        "\u2026": "...",
-    }
-)
 FRAME_MARGIN_MM = 10
 TEXT_PADDING_MM = 8
-
-
-def _latin1(text: str) -> str:
-    """The PDF core fonts are Latin-1: keep punctuation as ASCII, fold accents, drop the rest.
-
-    Core fonts keep the renderer free of font files, so it works unchanged on an edge node.
-    """
-    folded = unicodedata.normalize("NFKD", text.translate(_ASCII_PUNCTUATION))
-    return "".join(ch for ch in folded if not unicodedata.combining(ch)).encode("latin-1", "ignore").decode("latin-1")
 
 
 def format_date(view: CertificateView) -> str:
@@ -100,8 +47,8 @@ class FpdfCertificateRenderer:
     def render(self, view: CertificateView) -> bytes:
         words = _TEXT[view.language]
         pdf = FPDF(orientation="landscape", format="A4")
-        pdf.set_title(_latin1(f"{words['heading']} - {view.course_title}"))
-        pdf.set_author(_latin1(view.institution_name))
+        pdf.set_title(latin1_text(f"{words['heading']} - {view.course_title}"))
+        pdf.set_author(latin1_text(view.institution_name))
         pdf.set_creator("Somo")
         pdf.set_auto_page_break(auto=False)
         pdf.add_page()
@@ -111,7 +58,7 @@ class FpdfCertificateRenderer:
         usable = pdf.w - 2 * (FRAME_MARGIN_MM + TEXT_PADDING_MM)
 
         def line(text: str, size: float, style: str = "", gap: float = 4) -> None:
-            printable = _latin1(text)
+            printable = latin1_text(text)
             pdf.set_font("Helvetica", style=style, size=size)
             # Shrink long titles and names to fit inside the frame rather than clip them.
             while size > 7 and pdf.get_string_width(printable) > usable:

@@ -86,3 +86,13 @@ async def test_malformed_bodies_are_422_with_fields(world: World) -> None:
     assert response.status == 422 and (await response.json())["code"] == "invalid_json"
     response = await world.client.post("/api/v1/auth/token", data="login=x", headers={"Content-Type": "text/plain"})
     assert response.status == 415
+
+
+async def test_a_suspended_institution_cannot_sign_in(world: World) -> None:
+    path = f"/api/v1/institutions/{world.a.institution.id}"
+    status, _ = await world.call("PATCH", path, world.platform_token, json={"is_active": False})
+    assert status == 200
+    status, body = await world.call("POST", "/api/v1/auth/token", json={"login": "0711000001", "password": PASSWORD})
+    assert status == 401 and body["code"] == "invalid_credentials"
+    status, _ = await world.call("POST", "/api/v1/auth/token", json={"login": "0711000002", "password": PASSWORD})
+    assert status == 200  # the other school is unaffected

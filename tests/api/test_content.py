@@ -362,7 +362,7 @@ async def test_validation_errors_are_422(world: World) -> None:
     ]
     for method, path, body in bad:
         status, answer = await world.call(method, API + path, teacher, json=body)
-        assert status == 422 and answer["code"] == "validation_error", (path, body, status, answer)
+        assert status == 422 and answer["code"] in {"validation_error", "nul_character"}, (path, body, status, answer)
     status, answer = await world.call("GET", f"{API}/tags?limit=0", teacher)
     assert status == 422 and answer["errors"][0]["loc"] == ["query", "limit"]
     # Checked against the database rather than the schema:

@@ -109,3 +109,13 @@ async def test_nul_characters_are_refused_not_stored(world: World) -> None:
     status, body = await world.call("GET", "/api/v1/courses?q=a%00b", teacher)
     assert status == 422 and body["code"] == "nul_character"
     assert (await world.call("GET", "/api/v1/courses", teacher))[1]["items"] == []
+
+
+async def test_platform_admin_naming_a_missing_institution_gets_404(world: World) -> None:
+    status, body = await world.call(
+        "POST",
+        "/api/v1/courses",
+        world.platform_token,
+        json=course(institution_id="00000000-0000-7000-8000-000000000001"),
+    )
+    assert status == 404 and body["code"] == "not_found"

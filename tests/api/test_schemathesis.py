@@ -90,9 +90,7 @@ async def _seed(url: str) -> None:
 @pytest.fixture(scope="module")
 def live_api(module_database_url: str) -> Iterator[tuple[str, dict[str, str]]]:
     asyncio.run(_seed(module_database_url))
-    settings = Settings(
-        database=DatabaseSettings(url=module_database_url), rate_limit=RateLimitSettings(enabled=False)
-    )
+    settings = Settings(database=DatabaseSettings(url=module_database_url), rate_limit=RateLimitSettings(enabled=False))
     with ServerThread(settings, _free_port()) as server:
         base = f"http://127.0.0.1:{server.port}"
         answer = requests.post(
