@@ -103,7 +103,18 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
     if parsed.drivername not in SUPPORTED_DRIVERS:
         raise ValueError(f"unsupported database driver {parsed.drivername!r}; use one of {SUPPORTED_DRIVERS}")
     if parsed.get_backend_name() == "sqlite":
-        engine = create_async_engine(parsed, echo=echo, connect_args={"timeout": 30})
+        # Each aiosqlite connection is a thread; a few suffice (SQLite has one writer) and
+        # more only add GIL contention.
+        # The pool's rollback-on-return is skipped: it is one more hop to the connection's
+        # thread per unit of work, and every session already ends its transaction itself.
+        engine = create_async_engine(
+            parsed,
+            echo=echo,
+            connect_args={"timeout": 30},
+            pool_size=min(pool_size, 4),
+            max_overflow=2,
+            pool_reset_on_return=None,
+        )
         _configure_sqlite(engine)
         return engine
     # No pre-ping (a round trip on every checkout); connections are recycled instead, and a

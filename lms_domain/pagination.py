@@ -38,7 +38,14 @@ def decode_cursor(cursor: str) -> uuid.UUID:
 
 
 async def paginate(
-    session: AsyncSession, stmt: sa.Select[Any], id_column: Any, *, cursor: str | None, limit: int
+    session: AsyncSession,
+    stmt: sa.Select[Any],
+    id_column: Any,
+    *,
+    cursor: str | None,
+    limit: int,
+    as_rows: bool = False,
+    params: dict[str, Any] | None = None,
 ) -> tuple[Sequence[Any], str | None]:
     """Rows after ``cursor`` in id order, and the cursor of the next page (None at the end)."""
     if not 1 <= limit <= MAX_LIMIT:
@@ -46,13 +53,17 @@ async def paginate(
     if cursor:
         stmt = stmt.where(id_column > decode_cursor(cursor))
     stmt = stmt.order_by(id_column).limit(limit + 1)
-    # A statement over one entity yields ORM objects; over columns, plain rows (cheaper for
-    # read-only lists that go straight to JSON: no identity map, no instrumentation).
-    if len(stmt.column_descriptions) == 1 and stmt.column_descriptions[0].get("entity") is not None:
-        rows: list[Any] = list((await session.scalars(stmt)).all())
+    # ``as_rows`` gives row mappings instead of ORM objects: cheaper for read-only lists that
+    # go straight to JSON (no identity map, no instrumentation).
+    if not as_rows:
+        rows: list[Any] = list((await session.scalars(stmt, params or {})).all())
     else:
-        rows = list((await session.execute(stmt)).all())
+        # Core execution on the session's connection: skips the ORM's compile and loading
+        # steps, which cost more than the query itself on a hot list endpoint.
+        connection = await session.connection()
+        rows = list((await connection.execute(stmt, params or {})).mappings().all())
     if len(rows) > limit:
         rows = rows[:limit]
-        return rows, encode_cursor(rows[-1].id)
+        last = rows[-1]
+        return rows, encode_cursor(last["id"] if as_rows else last.id)
     return rows, None

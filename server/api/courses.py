@@ -15,7 +15,9 @@ api = Api("courses", description="Courses: staff author them; learners browse th
 async def list_courses(call: Call[Any, CourseListQuery]) -> CoursePage:
     async with call.read() as session:
         rows, cursor = await authoring.list_courses(session=session, actor=call.actor, query=call.query)
-        return CoursePage.model_validate({"items": rows, "next_cursor": cursor}, from_attributes=True)
+        # Validating plain dicts runs in pydantic-core (Rust): faster than from_attributes
+        # or model_construct on a hot list.
+        return CoursePage.model_validate({"items": rows, "next_cursor": cursor})
 
 
 @api.post("/courses", summary="Create a course", body=CourseCreate, response=CourseOut, status=201)
