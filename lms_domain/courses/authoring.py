@@ -18,7 +18,6 @@ from lms_domain.ids import new_id
 from lms_domain.pagination import paginate
 from lms_domain.tenancy.models import Institution
 
-
 # Built once: constructing SQL expressions costs more than running this query, and the
 # list is the hottest read. The tenant is a bound parameter, so one compiled form serves all.
 _COURSE_ROWS = sa.select(*Course.__table__.c).where(Course.deleted_at.is_(None))
