@@ -39,3 +39,13 @@ async def _count_after_write(writers: async_sessionmaker[AsyncSession]) -> int:
         await make_institution(session, name="Second")
         await session.commit()
         return int(await session.scalar(sa.select(sa.func.count()).select_from(Institution)) or 0)
+
+
+@pytest.mark.backend_only("sqlite")
+async def test_a_connection_returned_mid_transaction_frees_the_writer_queue(engine: AsyncEngine) -> None:
+    # A connection closed without commit or rollback must not keep other writers waiting.
+    conn = await engine.connect()
+    await conn.execute(sa.text("SELECT 1"))  # BEGIN IMMEDIATE: this connection now writes
+    await conn.close()
+    async with engine.begin() as other:
+        await asyncio.wait_for(other.execute(sa.text("SELECT 1")), timeout=2)
