@@ -22,6 +22,7 @@ run: $(STAMP)
 	@$(BIN)/somo seed
 	@echo ""
 	@echo "  Somo is starting on http://127.0.0.1:8080"
+	@echo "    API docs:  http://127.0.0.1:8080/api/docs"
 	@echo "    health:    http://127.0.0.1:8080/health"
 	@echo "    readiness: http://127.0.0.1:8080/ready"
 	@echo "    logins:    admin / admin-dev-2026, teacher / teacher-dev-2026, amina / learner-dev-2026"
