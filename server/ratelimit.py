@@ -86,10 +86,14 @@ def client_key(request: web.Request) -> str:
 
 
 def token_key(request: web.Request) -> str | None:
+    """The bucket of the bearer token itself, however the header is spelled (the parser
+    accepts any case of "Bearer" and extra spaces, so the raw header would not do)."""
     header = request.headers.get("Authorization", "")
     if not header:
         return None
-    return "tok:" + hashlib.sha256(header.encode()).hexdigest()[:24]
+    scheme, _, token = header.strip().partition(" ")
+    credential = token.strip() if scheme.lower() == "bearer" else header
+    return "tok:" + hashlib.sha256(credential.encode()).hexdigest()[:24]
 
 
 def rate_limit_middleware(

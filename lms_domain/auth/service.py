@@ -7,6 +7,8 @@ processes and restarts. Unknown usernames cost one hash too, so timing reveals n
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import secrets
 import uuid
@@ -45,7 +47,10 @@ def _hash_token(raw: str) -> str:
 
 async def _candidates(session: AsyncSession, login: str) -> list[User]:
     login = login.strip()
-    by_name = await session.scalar(sa.select(User).where(User.username == login.lower()))
+    # FOR UPDATE: concurrent tries for one account queue, so every failure is counted
+    # (a burst of parallel guesses cannot slip past the lockout). SQLite ignores it; its
+    # writers are serialised anyway.
+    by_name = await session.scalar(sa.select(User).where(User.username == login.lower()).with_for_update())
     if by_name is not None:
         return [by_name]
     try:
@@ -59,8 +64,23 @@ async def _candidates(session: AsyncSession, login: str) -> list[User]:
         .join(Phone, Phone.id == Learner.phone_id)
         .where(Phone.e164 == e164, Learner.deleted_at.is_(None))
         .order_by(User.id)
+        .with_for_update(of=User)
     )
     return list(rows)
+
+
+async def _may_sign_in(session: AsyncSession, user: User) -> bool:
+    """Active, not deleted, and (for staff and learners) of an active institution."""
+    if not user.is_active or user.deleted_at is not None:
+        return False
+    if user.institution_id is None:
+        return True
+    return bool(await session.scalar(sa.select(Institution.is_active).where(Institution.id == user.institution_id)))
+
+
+@functools.lru_cache(maxsize=4)
+def _dummy_hash(hasher: Hasher) -> str:
+    return hasher.hash(_DUMMY_HASH_INPUT)
 
 
 def _retry_after(user: User, now: datetime) -> float:
@@ -73,27 +93,18 @@ async def authenticate(*, session: AsyncSession, login: str, password: str, cloc
     """The user with this username (or phone) and password, or an error. Commits nothing:
     the caller commits so that failure counters persist even though it answers 401."""
     now = clock.now()
-    users = [u for u in await _candidates(session, login) if u.is_active and u.deleted_at is None]
-    if users:
-        # A suspended institution's people cannot sign in (platform admins have none).
-        inactive = set(
-            await session.scalars(
-                sa.select(Institution.id).where(
-                    Institution.id.in_([u.institution_id for u in users if u.institution_id]),
-                    Institution.is_active.is_(False),
-                )
-            )
-        )
-        users = [u for u in users if u.institution_id not in inactive]
+    users = [u for u in await _candidates(session, login) if await _may_sign_in(session, u)]
     if not users:
-        hasher.verify(hasher.hash(_DUMMY_HASH_INPUT), password)
+        # Cost one verification, like a known user, so timing does not reveal usernames.
+        await asyncio.to_thread(hasher.verify, _dummy_hash(hasher), password)
         raise Unauthenticated("wrong username or password", code="invalid_credentials")
     for user in users:
         wait = _retry_after(user, now)
         if wait > 0:
             raise TooManyAttempts("too many failed logins; try again later", retry_after_s=int(wait) + 1)
     for user in users:
-        if hasher.verify(user.password_hash, password):
+        # argon2 takes tens of milliseconds of CPU; off the event loop, other requests go on.
+        if await asyncio.to_thread(hasher.verify, user.password_hash, password):
             user.failed_logins = 0
             user.locked_until = None
             user.last_login_at = now
@@ -159,17 +170,20 @@ async def rotate_refresh_token(
     row = await session.scalar(sa.select(RefreshToken).where(RefreshToken.token_sha256 == _hash_token(raw)))
     if row is None or row.expires_at <= now:
         raise Unauthenticated("refresh token is invalid or expired", code="invalid_refresh_token")
-    if row.revoked_at is not None:
-        await session.execute(
-            sa.update(RefreshToken)
-            .where(RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None))
-            .values(revoked_at=now)
-        )
+    # Spend the token with a conditional update: of concurrent refreshes with one token,
+    # exactly one wins; the others are reuse, and revoke the family.
+    spent = await session.execute(
+        sa.update(RefreshToken)
+        .where(RefreshToken.id == row.id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if spent.rowcount != 1:  # type: ignore[attr-defined]
+        await _revoke_family(session, row.family_id, now)
         raise Unauthenticated("refresh token was already used", code="refresh_token_reused")
     user = await session.get(User, row.user_id)
-    if user is None or not user.is_active or user.deleted_at is not None:
+    if user is None or not await _may_sign_in(session, user):
         raise Unauthenticated("refresh token is invalid or expired", code="invalid_refresh_token")
-    row.revoked_at = now
     issued = await issue_refresh_token(
         session=session, user=user, clock=clock, ttl=ttl, family_id=row.family_id, user_agent=user_agent
     )
@@ -179,10 +193,13 @@ async def rotate_refresh_token(
 async def revoke_refresh_token(*, session: AsyncSession, raw: str, clock: Clock) -> None:
     """Log out: revoke the token's whole family (every token rotated from this login)."""
     row = await session.scalar(sa.select(RefreshToken).where(RefreshToken.token_sha256 == _hash_token(raw)))
-    if row is None:
-        return
+    if row is not None:
+        await _revoke_family(session, row.family_id, clock.now())
+
+
+async def _revoke_family(session: AsyncSession, family_id: uuid.UUID, now: datetime) -> None:
     await session.execute(
         sa.update(RefreshToken)
-        .where(RefreshToken.family_id == row.family_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=clock.now())
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
     )

@@ -49,13 +49,13 @@ async def _order_of(session: AsyncSession, payment: Payment) -> uuid.UUID | None
 
 async def request_refund(*, session: AsyncSession, actor: Actor, data: RefundCreate, clock: Clock) -> Refund:
     """The learner who paid, or staff of the institution, ask for up to what is left of
-    the payment after every other refund that was not rejected."""
+    the payment after every other refund still standing (not rejected, not failed)."""
     payment = await _payment_for(session, actor, data.payment_id)
     if payment.status is not PaymentStatus.SETTLED:
         raise Conflict(f"the payment is {payment.status.value}", code="payment_not_settled")
     claimed = await session.scalar(
         sa.select(sa.func.coalesce(sa.func.sum(Refund.amount_minor), 0)).where(
-            Refund.payment_id == payment.id, Refund.status != RefundStatus.REJECTED
+            Refund.payment_id == payment.id, Refund.status.not_in([RefundStatus.REJECTED, RefundStatus.FAILED])
         )
     )
     refundable = payment.amount_minor - int(claimed or 0)

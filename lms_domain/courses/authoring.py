@@ -52,7 +52,7 @@ async def list_courses(
             Course.id.in_(
                 sa.select(CourseTag.course_id)
                 .join(Tag, Tag.id == CourseTag.tag_id)
-                .where(Tag.slug == query.tag, CourseTag.deleted_at.is_(None))
+                .where(Tag.slug == query.tag, Tag.deleted_at.is_(None), CourseTag.deleted_at.is_(None))
             )
         )
     return await paginate(session, stmt, Course.id, cursor=query.cursor, limit=query.limit, as_rows=True, params=params)

@@ -40,11 +40,13 @@ KEY_PATTERN_TEXT = r"^[!-~](?:[ -~]{0,253}[!-~])?$"
 KEY_PATTERN = re.compile(KEY_PATTERN_TEXT)
 
 
-def _request_hash(call: Call[Any, Any], raw_body: bytes) -> str:
+def _request_hash(call: Call[Any, Any]) -> str:
+    """Hash of what the request means, not how it was spelled: the validated body in a
+    canonical form, so re-serialised JSON with the same parameters replays."""
     digest = hashlib.sha256()
     digest.update(call.request.method.encode())
     digest.update(b"\0" + call.request.path.encode() + b"\0")
-    digest.update(raw_body)
+    digest.update(call.body.model_dump_json(round_trip=True).encode())
     return digest.hexdigest()
 
 
@@ -116,9 +118,8 @@ async def run_idempotent(
         return await run()
     if not KEY_PATTERN.fullmatch(key):
         raise InvalidInput(f"{HEADER} must be 1-255 printable ASCII characters", code="invalid_idempotency_key")
-    raw_body = await call.request.read()
     scope = f"{call.actor.user_id}:{operation.operation_id}"
-    outcome = await _claim(call, scope, key, _request_hash(call, raw_body))
+    outcome = await _claim(call, scope, key, _request_hash(call))
     if isinstance(outcome, web.StreamResponse):
         return outcome
     claim_id = outcome.id

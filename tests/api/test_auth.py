@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
+import sqlalchemy as sa
+
 from lms_domain.clock import FixedClock
+from lms_domain.tenancy.models import User
 from tests.api.conftest import PASSWORD, World
 
 
@@ -96,3 +100,37 @@ async def test_a_suspended_institution_cannot_sign_in(world: World) -> None:
     assert status == 401 and body["code"] == "invalid_credentials"
     status, _ = await world.call("POST", "/api/v1/auth/token", json={"login": "0711000002", "password": PASSWORD})
     assert status == 200  # the other school is unaffected
+
+
+async def test_parallel_guesses_are_all_counted(world: World) -> None:
+    bad = {"login": "root", "password": "wrong-password"}
+    statuses = await asyncio.gather(*(world.client.post("/api/v1/auth/token", json=bad) for _ in range(12)))
+    assert {r.status for r in statuses} <= {401, 429}
+    async with world.makers() as session:
+        failed = await session.scalar(sa.select(User.failed_logins).where(User.username == "root"))
+    # Every guess that reached the password check was counted (the rest were refused at 429).
+    assert failed == sum(1 for r in statuses if r.status == 401)
+    response = await world.client.post("/api/v1/auth/token", json={"login": "root", "password": PASSWORD})
+    assert response.status == 429
+
+
+async def test_parallel_refreshes_of_one_token_yield_one_pair(world: World) -> None:
+    status, pair = await world.call("POST", "/api/v1/auth/token", json={"login": "root", "password": PASSWORD})
+    body = {"refresh_token": pair["refresh_token"]}
+    answers = await asyncio.gather(*(world.client.post("/api/v1/auth/refresh", json=body) for _ in range(5)))
+    assert sorted(r.status for r in answers) == [200, 401, 401, 401, 401]
+    winner = next(r for r in answers if r.status == 200)
+    # The replays revoked the family, so even the winner's new token is dead.
+    status, _ = await world.call(
+        "POST", "/api/v1/auth/refresh", json={"refresh_token": (await winner.json())["refresh_token"]}
+    )
+    assert status == 401
+
+
+async def test_a_suspended_institution_cannot_refresh(world: World) -> None:
+    status, pair = await world.call("POST", "/api/v1/auth/token", json={"login": "0711000001", "password": PASSWORD})
+    await world.call(
+        "PATCH", f"/api/v1/institutions/{world.a.institution.id}", world.platform_token, json={"is_active": False}
+    )
+    status, body = await world.call("POST", "/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert status == 401

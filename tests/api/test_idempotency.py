@@ -118,3 +118,15 @@ async def test_malformed_keys_are_refused(world: World) -> None:
             headers={"Idempotency-Key": key, **world.auth(world.a.tokens["learner"])},
         )
         assert response.status == 422, key
+
+
+async def test_the_same_parameters_spelled_differently_replay(world: World) -> None:
+    course_id = await _course(world)
+    headers = {
+        "Idempotency-Key": "k-spelling",
+        "Content-Type": "application/json",
+        **world.auth(world.a.tokens["learner"]),
+    }
+    first = await world.client.post("/api/v1/enrollments", data=f'{{"course_id": "{course_id}"}}', headers=headers)
+    second = await world.client.post("/api/v1/enrollments", data=f'{{ "course_id" :"{course_id}" }}\n', headers=headers)
+    assert first.status == second.status == 201 and second.headers["Idempotent-Replayed"] == "true"

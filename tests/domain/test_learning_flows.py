@@ -447,3 +447,30 @@ async def test_shared_phone_lists_every_profile(session: AsyncSession) -> None:
     await make_learner(session, institution=school, name="Other", phone="0700000009")
     profiles = await learners_on_phone(session=session, raw_msisdn="254700000002")
     assert [p.display_name for p in profiles] == ["Baraka", "Zawadi"]
+
+
+async def test_a_school_subscription_covers_only_that_schools_paid_courses(
+    session: AsyncSession, clock: FixedClock
+) -> None:
+    school = await make_institution(session)
+    learner = await make_learner(session, institution=school)
+    own = await make_course(session, institution=school, access=CourseAccess.PAID, title="Own")
+    catalogue = await make_course(session, institution=None, access=CourseAccess.PAID, title="Catalogue")
+    product = Product(id=new_id(), institution_id=school.id, sku="SCHOOL", kind=ProductKind.SUBSCRIPTION, name_en="S")
+    session.add(product)
+    await session.flush()
+    session.add(
+        Entitlement(
+            id=new_id(),
+            institution_id=school.id,
+            learner_id=learner.id,
+            product_id=product.id,
+            source=EntitlementSource.SUBSCRIPTION,
+            valid_from=clock.now() - timedelta(days=1),
+        )
+    )
+    await session.flush()
+    await enroll(session=session, learner_id=learner.id, course_id=own.course.id, clock=clock)
+    with pytest.raises(PreconditionFailed) as refused:
+        await enroll(session=session, learner_id=learner.id, course_id=catalogue.course.id, clock=clock)
+    assert refused.value.code == "entitlement_required"

@@ -93,3 +93,9 @@ async def test_a_token_has_its_own_tighter_bucket(limited_client: TestClient) ->
     headers = {"Authorization": "Bearer some-token"}
     statuses = [(await limited_client.get("/api/v1/courses", headers=headers)).status for _ in range(3)]
     assert statuses[:2] == [401, 401] and statuses[2] == 429
+
+
+async def test_one_token_is_one_bucket_however_the_header_is_spelled(limited_client: TestClient) -> None:
+    spellings = ["Bearer tok-1", "bearer tok-1", "BEARER  tok-1", "Bearer tok-1 "]
+    statuses = [(await limited_client.get("/api/v1/courses", headers={"Authorization": h})).status for h in spellings]
+    assert statuses.count(429) == 2  # burst 2 for the token, whatever the spelling
