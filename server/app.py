@@ -60,8 +60,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, hasher: Hasher
     app.add_routes(health.routes)
     apis = all_apis()
     register(app, apis, prefix=PREFIX)
-    app[openapi_key] = build_openapi(
-        apis, prefix=PREFIX, title="Somo API", version=API_VERSION, server_url=settings.http.public_url
-    )
+    # A relative server URL: the docs page then calls whichever host served it (a school's
+    # edge node, a laptop, the central server) instead of one configured address.
+    app[openapi_key] = build_openapi(apis, prefix=PREFIX, title="Somo API", version=API_VERSION, server_url="/")
     add_docs_routes(app)
     return app
