@@ -52,6 +52,14 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
         request_id_var.reset(token)
 
 
+_TRANSIENT_SQLSTATES = {"40P01", "40001", "55P03"}
+
+
+def _is_transient(exc: sa_exc.DBAPIError) -> bool:
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return sqlstate in _TRANSIENT_SQLSTATES or "database is locked" in str(exc.orig)
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "error"
 
@@ -103,6 +111,21 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             detail="a value was rejected by the database (out of range or malformed)",
             request=request,
         )
+    except sa_exc.DBAPIError as exc:
+        # Deadlocks and serialisation failures (Postgres 40P01, 40001) and a busy SQLite:
+        # the transaction was rolled back whole, and the same request will succeed if retried.
+        if not _is_transient(exc):
+            raise
+        log.warning("transient database conflict", exc_info=True)
+        response = problem_response(
+            status=503,
+            code="retry",
+            title="Try again",
+            detail="the database was busy with a conflicting change; retry the request",
+            request=request,
+        )
+        response.headers["Retry-After"] = "1"
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -30,6 +30,7 @@ from lms_domain.clock import Clock
 from lms_domain.courses.content import editable_course, readable_course
 from lms_domain.courses.models import Course, Section
 from lms_domain.courses.schemas import ListQuery
+from lms_domain.courses.service import ensure_learner_may_open
 from lms_domain.errors import Conflict, InvalidInput, NotFound
 from lms_domain.ids import new_id
 from lms_domain.pagination import paginate
@@ -135,9 +136,13 @@ async def _question_page(
 async def list_questions(
     *, session: AsyncSession, actor: Actor, quiz_id: uuid.UUID, query: ListQuery
 ) -> tuple[list[QuestionWithChoices], str | None]:
-    """For anyone who can read the quiz. The rows carry ``is_correct``: the caller must
-    present them through the learner view, which has no such field."""
+    """For anyone who can read the quiz (a paid course's only once enrolled). The rows
+    carry ``is_correct``: the caller must present them through the learner view, which
+    has no such field."""
     quiz = await get_quiz(session=session, actor=actor, quiz_id=quiz_id)
+    course = await session.get(Course, quiz.course_id)  # loaded by get_quiz: no query
+    assert course is not None
+    await ensure_learner_may_open(session=session, who=actor, course=course)
     return await _question_page(session, quiz, query)
 
 

@@ -38,8 +38,14 @@ def format_code(code: str) -> str:
 
 
 async def _final_quizzes(session: AsyncSession, course_id: uuid.UUID) -> list[Quiz]:
+    """Published ones only: a draft cannot be taken, so it must not hold certificates back."""
     rows = await session.scalars(
-        sa.select(Quiz).where(Quiz.course_id == course_id, Quiz.is_final.is_(True), Quiz.deleted_at.is_(None))
+        sa.select(Quiz).where(
+            Quiz.course_id == course_id,
+            Quiz.is_final.is_(True),
+            Quiz.is_published.is_(True),
+            Quiz.deleted_at.is_(None),
+        )
     )
     return list(rows)
 

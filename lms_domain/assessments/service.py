@@ -21,7 +21,8 @@ from lms_domain.assessments.models import (
     Quiz,
 )
 from lms_domain.clock import Clock
-from lms_domain.courses.service import active_enrollment, get_course_for, get_learner
+from lms_domain.courses.models import Course
+from lms_domain.courses.service import active_enrollment, ensure_learner_may_open, get_course_for
 from lms_domain.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from lms_domain.ids import natural_id, new_id
 from lms_domain.tenancy.models import Learner
@@ -70,14 +71,79 @@ async def load_questions(*, session: AsyncSession, quiz_id: uuid.UUID) -> list[Q
     return [QuestionWithChoices(q, by_question[q.id]) for q in questions]
 
 
+async def _locked_learner(session: AsyncSession, learner_id: uuid.UUID) -> Learner:
+    """The learner, with a transaction-scoped lock on their attempts: attempts of one learner
+    are counted and opened one transaction at a time, so parallel requests cannot each see
+    room for one more.
+
+    On Postgres this is an advisory lock keyed by the learner, not a row lock: an edit of the
+    learner row takes the change-feed counter first and the row second, and a row lock here
+    (row, then counter) could deadlock with it. SQLite's writers are serialised already.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(learner_id.bytes[:8], "big", signed=True)
+        await session.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+    learner = await session.get(Learner, learner_id)
+    if learner is None or learner.deleted_at is not None:
+        raise NotFound("learner not found")
+    return learner
+
+
+@dataclass(frozen=True)
+class AttemptCounts:
+    started: int
+    submitted: int
+    passed: int
+
+
+async def attempt_counts(*, session: AsyncSession, learner_id: uuid.UUID, quiz_id: uuid.UUID) -> AttemptCounts:
+    """One query for every limit and reveal rule: started, submitted and passed attempts."""
+    row = (
+        await session.execute(
+            sa.select(
+                sa.func.count(Attempt.id),
+                sa.func.count(Attempt.id).filter(Attempt.status == AttemptStatus.SUBMITTED),
+                sa.func.count(Attempt.id).filter(Attempt.status == AttemptStatus.SUBMITTED, Attempt.passed.is_(True)),
+            ).where(Attempt.learner_id == learner_id, Attempt.quiz_id == quiz_id, Attempt.deleted_at.is_(None))
+        )
+    ).one()
+    return AttemptCounts(started=int(row[0]), submitted=int(row[1]), passed=int(row[2]))
+
+
+def _no_attempts_left(quiz: Quiz, counts: AttemptCounts) -> bool:
+    return quiz.max_attempts is not None and counts.submitted >= quiz.max_attempts
+
+
+def _refuse_more_attempts(quiz: Quiz) -> PreconditionFailed:
+    return PreconditionFailed(
+        f"no attempts left (maximum {quiz.max_attempts})",
+        code="max_attempts_reached",
+        max_attempts=quiz.max_attempts,
+    )
+
+
+async def answers_revealed(*, session: AsyncSession, learner_id: uuid.UUID, quiz: Quiz) -> bool:
+    """Whether the learner may see the quiz's correct answers: once they passed it, or have
+    no attempt left to use them in. Earlier, a blank first attempt would hand out the key."""
+    counts = await attempt_counts(session=session, learner_id=learner_id, quiz_id=quiz.id)
+    return counts.passed > 0 or _no_attempts_left(quiz, counts)
+
+
 async def start_attempt(
     *, session: AsyncSession, learner_id: uuid.UUID, quiz_id: uuid.UUID, clock: Clock, channel: Channel = Channel.WEB
 ) -> Attempt:
     """Start an attempt, or resume the one already in progress."""
-    learner = await get_learner(session=session, learner_id=learner_id)
+    learner = await _locked_learner(session, learner_id)
     quiz = await get_quiz_for(session=session, learner=learner, quiz_id=quiz_id)
+    course = await session.get(Course, quiz.course_id)  # loaded by get_quiz_for: no query
+    assert course is not None
+    await ensure_learner_may_open(session=session, who=learner, course=course)
     await active_enrollment(session=session, learner=learner, course_id=quiz.course_id)
 
+    counts = await attempt_counts(session=session, learner_id=learner.id, quiz_id=quiz.id)
+    # Checked before resuming too: an open attempt past the limit could never be submitted.
+    if _no_attempts_left(quiz, counts):
+        raise _refuse_more_attempts(quiz)
     open_attempt = await session.scalar(
         sa.select(Attempt)
         .where(
@@ -91,28 +157,12 @@ async def start_attempt(
     )
     if open_attempt is not None:
         return open_attempt
-
-    counts = (
-        await session.execute(
-            sa.select(
-                sa.func.count(Attempt.id),
-                sa.func.count(Attempt.id).filter(Attempt.status == AttemptStatus.SUBMITTED),
-            ).where(Attempt.learner_id == learner.id, Attempt.quiz_id == quiz.id, Attempt.deleted_at.is_(None))
-        )
-    ).one()
-    started, submitted = int(counts[0]), int(counts[1])
-    if quiz.max_attempts is not None and submitted >= quiz.max_attempts:
-        raise PreconditionFailed(
-            f"no attempts left (maximum {quiz.max_attempts})",
-            code="max_attempts_reached",
-            max_attempts=quiz.max_attempts,
-        )
     attempt = Attempt(
         id=new_id(),
         institution_id=learner.institution_id,
         learner_id=learner.id,
         quiz_id=quiz.id,
-        number=started + 1,
+        number=counts.started + 1,
         channel=channel,
         started_at=clock.now(),
     )
@@ -183,8 +233,9 @@ async def submit_attempt(
 ) -> AttemptResult:
     """Apply any last answers, grade, and close the attempt. Submitting again returns the
     stored result unchanged (USSD gateways repeat requests)."""
+    # Locked before anything is read or written, in the same order as start_attempt.
+    learner = await _locked_learner(session, learner_id)
     attempt = await _own_attempt(session, learner_id, attempt_id)
-    learner = await get_learner(session=session, learner_id=learner_id)
     if attempt.status is AttemptStatus.SUBMITTED:
         certificate = await session.get(
             Certificate, natural_id("certificate", learner.id, await _course_of(session, attempt))
@@ -192,6 +243,13 @@ async def submit_attempt(
         return AttemptResult(attempt, certificate)
     if attempt.status is not AttemptStatus.IN_PROGRESS:
         raise Conflict("this attempt was abandoned", code="attempt_closed")
+    quiz = await session.get(Quiz, attempt.quiz_id)
+    if quiz is None:
+        raise NotFound("quiz not found")
+    # An attempt opened before the limit was reached (another device, a lowered limit)
+    # counts only while there is room for it.
+    if _no_attempts_left(quiz, await attempt_counts(session=session, learner_id=learner.id, quiz_id=quiz.id)):
+        raise _refuse_more_attempts(quiz)
     for question_id, choice_id in (answers or {}).items():
         await answer_question(
             session=session,
@@ -202,9 +260,6 @@ async def submit_attempt(
             clock=clock,
         )
 
-    quiz = await session.get(Quiz, attempt.quiz_id)
-    if quiz is None:
-        raise NotFound("quiz not found")
     questions = await load_questions(session=session, quiz_id=quiz.id)
     given = {a.question_id: a for a in await session.scalars(sa.select(Answer).where(Answer.attempt_id == attempt.id))}
     score = 0

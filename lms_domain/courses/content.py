@@ -30,6 +30,7 @@ from lms_domain.courses.content_schemas import (
 )
 from lms_domain.courses.models import Asset, Course, CourseTag, Lesson, Prerequisite, Section, Tag
 from lms_domain.courses.schemas import ListQuery
+from lms_domain.courses.service import ensure_learner_may_open
 from lms_domain.errors import Conflict, InvalidInput, NotFound
 from lms_domain.ids import natural_id, new_id
 from lms_domain.pagination import paginate
@@ -144,8 +145,11 @@ async def create_lesson(*, session: AsyncSession, actor: Actor, section_id: uuid
 
 
 async def get_lesson(*, session: AsyncSession, actor: Actor, lesson_id: uuid.UUID) -> Lesson:
+    """The lesson with its body (and the way to its files): for staff, and for learners
+    who may open the course (a paid one needs an enrollment)."""
     lesson = await _child(session, Lesson, lesson_id, actor, "lesson")
-    await readable_course(session=session, actor=actor, course_id=lesson.course_id, what="lesson")
+    course = await readable_course(session=session, actor=actor, course_id=lesson.course_id, what="lesson")
+    await ensure_learner_may_open(session=session, who=actor, course=course)
     return lesson
 
 
@@ -296,8 +300,13 @@ async def detach_tag(
 
 
 async def list_prerequisites(*, session: AsyncSession, actor: Actor, course_id: uuid.UUID, query: ListQuery) -> PageOf:
+    """A deleted required course is left out: enrolling no longer needs it."""
     await readable_course(session=session, actor=actor, course_id=course_id, what="course")
-    stmt = sa.select(Prerequisite).where(Prerequisite.course_id == course_id, Prerequisite.deleted_at.is_(None))
+    stmt = (
+        sa.select(Prerequisite)
+        .join(Course, Course.id == Prerequisite.required_course_id)
+        .where(Prerequisite.course_id == course_id, Prerequisite.deleted_at.is_(None), Course.deleted_at.is_(None))
+    )
     return await paginate(session, stmt, Prerequisite.id, cursor=query.cursor, limit=query.limit)
 
 

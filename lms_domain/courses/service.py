@@ -8,6 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lms_domain.access import Actor
 from lms_domain.assessments.certificates import refresh_completion
 from lms_domain.clock import Clock
 from lms_domain.courses.models import (
@@ -20,9 +21,9 @@ from lms_domain.courses.models import (
     Prerequisite,
 )
 from lms_domain.entitlements.service import has_active_entitlement
-from lms_domain.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from lms_domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied, PreconditionFailed
 from lms_domain.ids import natural_id
-from lms_domain.tenancy.models import Learner
+from lms_domain.tenancy.models import Learner, Role
 
 
 async def get_learner(*, session: AsyncSession, learner_id: uuid.UUID) -> Learner:
@@ -32,17 +33,43 @@ async def get_learner(*, session: AsyncSession, learner_id: uuid.UUID) -> Learne
     return learner
 
 
-async def get_course_for(*, session: AsyncSession, learner: Learner, course_id: uuid.UUID) -> Course:
-    """The course if this learner's institution may see it; otherwise NotFound (no leak)."""
+async def get_course_for(
+    *, session: AsyncSession, learner: Learner, course_id: uuid.UUID, or_enrolled: bool = False
+) -> Course:
+    """The course if this learner may see it: their institution's or the catalogue's, not
+    deleted, and published; with ``or_enrolled`` also an unpublished one they enrolled in
+    (their own record of it stays theirs). Otherwise NotFound (no leak)."""
     course = await session.get(Course, course_id)
-    if (
-        course is None
-        or course.deleted_at is not None
-        or not course.is_published
-        or course.institution_id not in (None, learner.institution_id)
-    ):
+    if course is None or course.deleted_at is not None or course.institution_id not in (None, learner.institution_id):
+        raise NotFound("course not found")
+    if not course.is_published and not (or_enrolled and await _enrollment_row(session, learner.id, course.id)):
         raise NotFound("course not found")
     return course
+
+
+async def _enrollment_row(session: AsyncSession, learner_id: uuid.UUID, course_id: uuid.UUID) -> Enrollment | None:
+    """The learner's enrollment in the course in any status, unless deleted."""
+    enrollment = await session.get(Enrollment, natural_id("enrollment", learner_id, course_id))
+    if enrollment is None or enrollment.deleted_at is not None:
+        return None
+    return enrollment
+
+
+async def ensure_learner_may_open(*, session: AsyncSession, who: Actor | Learner, course: Course) -> None:
+    """Lesson bodies, files and quiz questions of a paid course are for learners enrolled in
+    it (enrolling needs the entitlement); its outline stays open so learners can see what
+    they would buy. Staff read what they can see. 403, not 404: the course is visible."""
+    if course.access is not CourseAccess.PAID:
+        return
+    if isinstance(who, Actor):
+        if who.role is not Role.LEARNER:
+            return
+        learner_id = who.own_learner_id()
+    else:
+        learner_id = who.id
+    enrollment = await _enrollment_row(session, learner_id, course.id)
+    if enrollment is None or enrollment.status is EnrollmentStatus.WITHDRAWN:
+        raise PermissionDenied("enroll in this course to open its lessons and quizzes", code="enrollment_required")
 
 
 async def enroll(*, session: AsyncSession, learner_id: uuid.UUID, course_id: uuid.UUID, clock: Clock) -> Enrollment:
@@ -56,9 +83,10 @@ async def enroll(*, session: AsyncSession, learner_id: uuid.UUID, course_id: uui
 
     required = set(
         await session.scalars(
-            sa.select(Prerequisite.required_course_id).where(
-                Prerequisite.course_id == course.id, Prerequisite.deleted_at.is_(None)
-            )
+            # A deleted required course can no longer be completed: it stops being required.
+            sa.select(Prerequisite.required_course_id)
+            .join(Course, Course.id == Prerequisite.required_course_id)
+            .where(Prerequisite.course_id == course.id, Prerequisite.deleted_at.is_(None), Course.deleted_at.is_(None))
         )
     )
     if required:
@@ -118,8 +146,8 @@ async def withdraw(*, session: AsyncSession, learner_id: uuid.UUID, course_id: u
 
 
 async def active_enrollment(*, session: AsyncSession, learner: Learner, course_id: uuid.UUID) -> Enrollment:
-    enrollment = await session.get(Enrollment, natural_id("enrollment", learner.id, course_id))
-    if enrollment is None or enrollment.deleted_at is not None or enrollment.status is EnrollmentStatus.WITHDRAWN:
+    enrollment = await _enrollment_row(session, learner.id, course_id)
+    if enrollment is None or enrollment.status is EnrollmentStatus.WITHDRAWN:
         raise PreconditionFailed("enroll in the course first", code="not_enrolled")
     return enrollment
 

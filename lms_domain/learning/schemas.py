@@ -2,7 +2,9 @@
 progress, quiz attempts and certificates.
 
 Before an attempt is submitted nothing here carries whether a choice is correct: the
-pre-submit models have no such field, so no handler can leak one by accident.
+pre-submit models have no such field, so no handler can leak one by accident. A graded
+attempt shows which answers were right only once the learner passed the quiz or has no
+attempt left (``answers_revealed``); before that the key would help the next attempt.
 """
 
 from __future__ import annotations
@@ -279,12 +281,14 @@ class QuestionResult(BaseModel):
     question_id: uuid.UUID
     points: int
     choice_id: uuid.UUID | None = Field(description="The learner's answer; null when left blank.")
-    correct: bool
-    correct_choice_ids: list[uuid.UUID] = Field(description="Any of these choices scores the question.")
+    correct: bool | None = Field(description="Whether the answer scored; null while the answers are not revealed.")
+    correct_choice_ids: list[uuid.UUID] = Field(
+        description="Any of these choices scores the question; empty while the answers are not revealed."
+    )
 
 
 class AttemptResultOut(BaseModel):
-    """The graded attempt: correct answers are shown only once it is submitted."""
+    """The graded attempt: the score at once, the correct answers only once revealed."""
 
     id: uuid.UUID
     quiz_id: uuid.UUID
@@ -298,6 +302,12 @@ class AttemptResultOut(BaseModel):
     percent: int
     pass_mark_percent: int
     passed: bool
+    answers_revealed: bool = Field(
+        description=(
+            "True once the learner passed this quiz or has no attempt left; until then each "
+            "question's `correct` is null and `correct_choice_ids` empty."
+        )
+    )
     questions: list[QuestionResult]
     certificate: CertificateOut | None = Field(description="The course certificate, once this attempt completed it.")
 
@@ -355,9 +365,12 @@ def attempt_result_out(
     questions: list[QuestionWithChoices],
     answers: list[Answer],
     certificate: CertificateOut | None,
+    *,
+    answers_revealed: bool,
 ) -> AttemptResultOut:
     """Grade shown from what was stored at submission, so a later edit of the quiz cannot
-    rewrite a learner's past result (questions added since count as unanswered)."""
+    rewrite a learner's past result (questions added since count as unanswered). Which
+    answers were right, and the right ones, only with ``answers_revealed``."""
     if attempt.status is not AttemptStatus.SUBMITTED:
         raise ValueError("only a submitted attempt has a result")
     given = {a.question_id: a for a in answers}
@@ -369,8 +382,8 @@ def attempt_result_out(
                 question_id=item.question.id,
                 points=item.question.points,
                 choice_id=answer.choice_id if answer else None,
-                correct=bool(answer and answer.is_correct),
-                correct_choice_ids=[c.id for c in item.choices if c.is_correct],
+                correct=bool(answer and answer.is_correct) if answers_revealed else None,
+                correct_choice_ids=[c.id for c in item.choices if c.is_correct] if answers_revealed else [],
             )
         )
     return AttemptResultOut(
@@ -386,6 +399,7 @@ def attempt_result_out(
         percent=attempt.score_percent or 0,
         pass_mark_percent=quiz.pass_mark_percent,
         passed=bool(attempt.passed),
+        answers_revealed=answers_revealed,
         questions=results,
         certificate=certificate,
     )

@@ -25,7 +25,7 @@ from lms_domain.assessments.ports import CertificateView
 from lms_domain.clock import Clock
 from lms_domain.courses import progress as progress_queries
 from lms_domain.courses import service as course_flows
-from lms_domain.courses.models import Course, Enrollment, LessonProgress
+from lms_domain.courses.models import Enrollment, LessonProgress
 from lms_domain.errors import NotFound, PermissionDenied
 from lms_domain.ids import natural_id
 from lms_domain.learning.schemas import (
@@ -161,14 +161,11 @@ async def course_progress(
 ) -> CourseProgressOut:
     """Where a learner stands in a course: per-lesson progress, enrollment and certificate."""
     learner = await acting_learner(session=session, actor=actor, learner_id=learner_id, write=False)
-    course = await session.get(Course, course_id)
-    if course is None or course.deleted_at is not None or course.institution_id not in (None, learner.institution_id):
-        raise NotFound("course not found")
+    # An enrolled learner keeps their progress report after the course is unpublished.
+    course = await course_flows.get_course_for(session=session, learner=learner, course_id=course_id, or_enrolled=True)
     enrollment = await session.get(Enrollment, natural_id("enrollment", learner.id, course.id))
     if enrollment is not None and enrollment.deleted_at is not None:
         enrollment = None
-    if not course.is_published and enrollment is None:
-        raise NotFound("course not found")
     statuses = await progress_queries.lesson_statuses(session=session, learner_id=learner.id, course_id=course.id)
     summary = progress_queries.summarise(course.id, statuses)
     certificate = await _course_certificate(session, learner.id, course.id)
@@ -292,8 +289,8 @@ async def list_attempts(
 
 
 async def attempt_view(*, session: AsyncSession, attempt: Attempt, verify_base_url: str) -> AttemptOut:
-    """The attempt with its questions and answers; the grade (and the correct choices) only
-    once it is submitted."""
+    """The attempt with its questions and answers; the grade only once it is submitted, and
+    the correct choices only once the learner passed the quiz or has no attempt left."""
     quiz = await session.get(Quiz, attempt.quiz_id)
     if quiz is None:
         raise NotFound("quiz not found")
@@ -314,6 +311,9 @@ async def attempt_view(*, session: AsyncSession, attempt: Attempt, verify_base_u
             questions,
             answers,
             CertificateOut.of(certificate, verify_base_url=verify_base_url) if certificate else None,
+            answers_revealed=await attempt_flows.answers_revealed(
+                session=session, learner_id=attempt.learner_id, quiz=quiz
+            ),
         )
     return AttemptOut(
         id=attempt.id,

@@ -117,6 +117,8 @@ async def create_lesson(call: Call[LessonCreate, Any]) -> LessonOut:
 
 @api.get("/lessons/{lesson_id}", summary="Get a lesson", response=LessonOut)
 async def get_lesson(call: Call[Any, Any]) -> LessonOut:
+    """With its body. 403 `enrollment_required` for a learner not enrolled in a paid course
+    (its outline, the lesson list, stays open)."""
     async with call.read() as session:
         lesson = await content.get_lesson(session=session, actor=call.actor, lesson_id=call.path_uuid("lesson_id"))
         return LessonOut.model_validate(lesson)
@@ -144,6 +146,7 @@ async def delete_lesson(call: Call[Any, Any]) -> None:
 
 @api.get("/lessons/{lesson_id}/assets", summary="List a lesson's files", query=ListQuery, response=AssetPage)
 async def list_assets(call: Call[Any, ListQuery]) -> AssetPage:
+    """403 `enrollment_required` for a learner not enrolled in a paid course."""
     async with call.read() as session:
         rows, cursor = await content.list_assets(
             session=session, actor=call.actor, lesson_id=call.path_uuid("lesson_id"), query=call.query
@@ -330,8 +333,8 @@ async def delete_quiz(call: Call[Any, Any]) -> None:
     response=LearnerQuestionPage,
 )
 async def list_quiz_questions(call: Call[Any, ListQuery]) -> LearnerQuestionPage:
-    """For anyone who can see the quiz. Choices carry no `is_correct`: editors read the
-    answer key instead."""
+    """For anyone who can see the quiz; in a paid course learners must be enrolled (403
+    `enrollment_required`). Choices carry no `is_correct`: editors read the answer key instead."""
     async with call.read() as session:
         rows, cursor = await quizzes.list_questions(
             session=session, actor=call.actor, quiz_id=call.path_uuid("quiz_id"), query=call.query

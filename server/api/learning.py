@@ -162,7 +162,8 @@ async def get_course_progress(call: Call[Any, LearnerQuery]) -> CourseProgressOu
 )
 async def start_attempt(call: Call[AttemptStart, Any]) -> AttemptOut:
     """Returns the open attempt if there is one. Questions come without their answers.
-    409 `max_attempts_reached` when the quiz allows no more."""
+    409 `max_attempts_reached` when the quiz allows no more; 403 `enrollment_required` for
+    a paid course the learner is not enrolled in."""
     async with call.uow() as session:
         return await service.start_attempt(
             session=session,
@@ -203,7 +204,9 @@ async def answer_question(call: Call[AnswerUpdate, Any]) -> AnswerOut:
 )
 async def submit_attempt(call: Call[AttemptSubmit, Any]) -> AttemptResultOut:
     """Submitting again returns the stored result unchanged. The result shows the correct
-    choices, and the certificate when this attempt completed the course."""
+    choices once the learner passed the quiz or has no attempt left (`answers_revealed`),
+    and the certificate when this attempt completed the course. 409 `max_attempts_reached`
+    when the quiz allows no more submitted attempts."""
     async with call.uow() as session:
         return await service.submit_attempt(
             session=session,
@@ -217,7 +220,8 @@ async def submit_attempt(call: Call[AttemptSubmit, Any]) -> AttemptResultOut:
 
 @api.get("/attempts/{attempt_id}", summary="Get an attempt", response=AttemptOut)
 async def get_attempt(call: Call[Any, Any]) -> AttemptOut:
-    """`result` stays null, and no correct answer is shown, until the attempt is submitted."""
+    """`result` stays null until the attempt is submitted; correct answers are shown only
+    once revealed (`result.answers_revealed`)."""
     async with call.read() as session:
         return await service.get_attempt(
             session=session,

@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from pytest_aiohttp import AiohttpClient
+from sqlalchemy import exc as sa_exc
 
 from lms_domain import errors
 from server.app import create_app
@@ -191,7 +192,30 @@ def _app_with_failing_routes() -> web.Application:
     app.router.add_get("/_test/bug", _raising(lambda: RuntimeError(SECRET_MESSAGE)))
     app.router.add_get("/_test/redirect", _raising(lambda: web.HTTPFound("/health")))
     app.router.add_get("/_test/teapot", _raising(lambda: web.HTTPTooManyRequests(headers={"Retry-After": "7"})))
+    app.router.add_get("/_test/deadlock", _raising(lambda: sa_exc.OperationalError("SELECT", {}, _PgError("40P01"))))
+    app.router.add_get(
+        "/_test/locked", _raising(lambda: sa_exc.OperationalError("BEGIN", {}, Exception("database is locked")))
+    )
+    app.router.add_get("/_test/dberror", _raising(lambda: sa_exc.OperationalError("SELECT", {}, _PgError("42P01"))))
     return app
+
+
+class _PgError(Exception):
+    """What a driver error carries: its SQLSTATE."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"sqlstate {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+async def test_deadlocks_and_busy_databases_ask_for_a_retry(aiohttp_client: AiohttpClient) -> None:
+    client = await aiohttp_client(_app_with_failing_routes())
+    for path in ("/_test/deadlock", "/_test/locked"):
+        response = await client.get(path)
+        assert response.status == 503 and response.headers["Retry-After"] == "1"
+        assert (await response.json())["code"] == "retry"
+    other = await client.get("/_test/dberror")
+    assert other.status == 500  # any other database error is a bug, reported as such
 
 
 async def _problem(response: object) -> dict[str, object]:
