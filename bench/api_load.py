@@ -20,15 +20,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import asyncpg
 from rich.console import Console
 from rich.table import Table
 
+from bench.databases import drop_database, fresh_database
 from lms_domain.changefeed import NodeRole, SyncContext, install_change_capture
 from lms_domain.clock import SystemClock
 from lms_domain.courses.models import Course, Lesson, LessonProgress, Section
@@ -256,23 +255,6 @@ async def measure(backend: str, url: str, fx: Fixture, seconds: float, concurren
             except subprocess.TimeoutExpired:
                 proc.kill()
     return results
-
-
-async def fresh_database(backend: str, dsn: str, workdir: str) -> str:
-    if backend == "sqlite":
-        return f"sqlite+aiosqlite:///{workdir}/bench-{uuid.uuid4().hex[:8]}.db"
-    name = f"somo_bench_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(dsn)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    return dsn.replace("postgresql://", "postgresql+asyncpg://").rsplit("/", 1)[0] + f"/{name}"
-
-
-async def drop_database(url: str, dsn: str) -> None:
-    if url.startswith("postgresql"):
-        conn = await asyncpg.connect(dsn)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-        await conn.close()
 
 
 def main() -> None:

@@ -17,13 +17,13 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import asyncpg
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from bench.databases import drop_database, fresh_database
 from lms_domain.changefeed import NodeRole, SyncContext, install_change_capture
 from lms_domain.changefeed.capture import _before_flush
 from lms_domain.clock import SystemClock
@@ -75,23 +75,6 @@ async def _write(url: str, *, rows: int, batch: int, capture: bool) -> float:
     return elapsed
 
 
-async def _fresh_database(backend: str, dsn: str, workdir: str) -> str:
-    if backend == "sqlite":
-        return f"sqlite+aiosqlite:///{workdir}/bench-{uuid.uuid4().hex[:8]}.db"
-    name = f"somo_bench_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(dsn)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    return dsn.replace("postgresql://", "postgresql+asyncpg://").rsplit("/", 1)[0] + f"/{name}"
-
-
-async def _drop(url: str, dsn: str) -> None:
-    if url.startswith("postgresql"):
-        conn = await asyncpg.connect(dsn)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-        await conn.close()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=2000)
@@ -108,10 +91,10 @@ def main() -> None:
         for backend, batch, capture in cases:
             best = float("inf")
             for _ in range(args.repeat):
-                url = asyncio.run(_fresh_database(backend, args.postgres, workdir))
+                url = asyncio.run(fresh_database(backend, args.postgres, workdir))
                 upgrade(url)
                 best = min(best, asyncio.run(_write(url, rows=args.rows, batch=batch, capture=capture)))
-                asyncio.run(_drop(url, args.postgres))
+                asyncio.run(drop_database(url, args.postgres))
                 progress.advance(task)
             results.append(Result(backend, "outbox" if capture else "baseline", batch, args.rows, best))
 

@@ -101,3 +101,19 @@ def owning_institution(actor: Actor, requested: uuid.UUID | None) -> uuid.UUID |
     if requested is not None and requested != actor.institution_id:
         raise NotFound("institution not found")
     return actor.institution_id
+
+
+def ensure_learners_row(row: Any, actor: Actor, *, what: str) -> None:
+    """NotFound unless the row is in the actor's tenant and, for a learner login, their own
+    (another learner's row does not exist, as far as a learner can tell)."""
+    ensure_visible(row, actor, what=what)
+    if not actor.is_staff and row.learner_id != actor.learner_id:
+        raise NotFound(f"{what} not found")
+
+
+def learner_scope(stmt: S, *, learner_column: Any, institution_column: Any, actor: Actor) -> S:
+    """Rows the actor may list: their institution's, and for a learner login only their own."""
+    stmt = tenant_filter(stmt, institution_column, actor)
+    if not actor.is_staff:
+        stmt = stmt.where(learner_column == actor.own_learner_id())
+    return stmt

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lms_domain.access import Actor, ensure_visible, tenant_filter
+from lms_domain.access import Actor, ensure_learners_row, ensure_visible, learner_scope, tenant_filter
 from lms_domain.clock import Clock, to_nairobi
 from lms_domain.commerce.models import (
     Coupon,
@@ -388,9 +388,9 @@ async def list_orders(
     *, session: AsyncSession, actor: Actor, query: OrderListQuery
 ) -> tuple[Sequence[Order], str | None]:
     """Learners see their own orders; staff their institution's."""
-    stmt = tenant_filter(sa.select(Order), Order.institution_id, actor)
-    if not actor.is_staff:
-        stmt = stmt.where(Order.learner_id == actor.own_learner_id())
+    stmt = learner_scope(
+        sa.select(Order), learner_column=Order.learner_id, institution_column=Order.institution_id, actor=actor
+    )
     if query.learner_id is not None:
         stmt = stmt.where(Order.learner_id == query.learner_id)
     if query.status is not None:
@@ -403,10 +403,8 @@ async def get_order(*, session: AsyncSession, actor: Actor, order_id: uuid.UUID,
     if for_update:
         stmt = stmt.with_for_update().execution_options(populate_existing=True)
     order = await session.scalar(stmt)
-    ensure_visible(order, actor, what="order")
+    ensure_learners_row(order, actor, what="order")
     assert order is not None
-    if not actor.is_staff and order.learner_id != actor.learner_id:
-        raise NotFound("order not found")
     return order
 
 

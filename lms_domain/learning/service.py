@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lms_domain.access import Actor, ensure_visible, tenant_filter
+from lms_domain.access import Actor, ensure_learners_row, ensure_visible, learner_scope
 from lms_domain.assessments import certificates as certificate_flows
 from lms_domain.assessments import service as attempt_flows
 from lms_domain.assessments.models import Answer, Attempt, AttemptStatus, Certificate, Quiz
@@ -74,21 +74,6 @@ async def acting_learner(*, session: AsyncSession, actor: Actor, learner_id: uui
     ensure_visible(learner, actor, what="learner")
     assert learner is not None
     return learner
-
-
-def ensure_learners_row(row: Any, actor: Actor, *, what: str) -> None:
-    """NotFound unless the row is in the actor's tenant and, for a learner login, their own."""
-    ensure_visible(row, actor, what=what)
-    if actor.role is Role.LEARNER and row.learner_id != actor.learner_id:
-        raise NotFound(f"{what} not found")
-
-
-def learner_scope(stmt: S, *, learner_column: Any, institution_column: Any, actor: Actor) -> S:
-    """Rows the actor may list: their institution's, and for a learner login only their own."""
-    stmt = tenant_filter(stmt, institution_column, actor)
-    if actor.role is Role.LEARNER:
-        stmt = stmt.where(learner_column == actor.own_learner_id())
-    return stmt
 
 
 # --- enrollments --------------------------------------------------------------------------

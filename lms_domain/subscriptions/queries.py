@@ -8,8 +8,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lms_domain.access import Actor, ensure_visible, tenant_filter
-from lms_domain.errors import NotFound
+from lms_domain.access import Actor, ensure_learners_row, learner_scope
 from lms_domain.pagination import paginate
 from lms_domain.subscriptions.models import Subscription, SubscriptionItem, SubscriptionRenewalAttempt
 from lms_domain.subscriptions.schemas import (
@@ -25,10 +24,12 @@ async def list_subscriptions(
     *, session: AsyncSession, actor: Actor, query: SubscriptionListQuery
 ) -> tuple[Sequence[Subscription], str | None]:
     """Learners see their own subscriptions; staff their institution's."""
-    stmt = sa.select(Subscription).where(Subscription.deleted_at.is_(None))
-    stmt = tenant_filter(stmt, Subscription.institution_id, actor)
-    if not actor.is_staff:
-        stmt = stmt.where(Subscription.learner_id == actor.own_learner_id())
+    stmt = learner_scope(
+        sa.select(Subscription).where(Subscription.deleted_at.is_(None)),
+        learner_column=Subscription.learner_id,
+        institution_column=Subscription.institution_id,
+        actor=actor,
+    )
     if query.learner_id is not None:
         stmt = stmt.where(Subscription.learner_id == query.learner_id)
     if query.status is not None:
@@ -38,10 +39,8 @@ async def list_subscriptions(
 
 async def get_subscription(*, session: AsyncSession, actor: Actor, subscription_id: uuid.UUID) -> SubscriptionDetail:
     subscription = await session.get(Subscription, subscription_id)
-    ensure_visible(subscription, actor, what="subscription")
+    ensure_learners_row(subscription, actor, what="subscription")
     assert subscription is not None
-    if not actor.is_staff and subscription.learner_id != actor.learner_id:
-        raise NotFound("subscription not found")
     items = await session.scalars(
         sa.select(SubscriptionItem)
         .where(SubscriptionItem.subscription_id == subscription.id, SubscriptionItem.deleted_at.is_(None))
