@@ -1,6 +1,13 @@
-"""Run every benchmark: ``python -m bench [--postgres DSN] [--rows N]``."""
+"""Run every benchmark: ``python -m bench`` (or ``make bench``). Each prints its own table
+with the baseline it measured in the same run; docs/PERFORMANCE.md records the results."""
 
-from bench.change_capture import main
+import sys
+
+from bench import api_load, change_capture
 
 if __name__ == "__main__":
-    main()
+    argv = sys.argv[:]
+    sys.argv = [argv[0], "--rows", "2000", "--repeat", "3"]
+    change_capture.main()
+    sys.argv = [argv[0], "--seconds", "10"]
+    api_load.main()
