@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("--institution", metavar="CODE", help="make an institution admin of this school instead")
     admin.add_argument("--full-name", default="")
 
+    simulate = sub.add_parser("simulate", help="run the provider simulators (M-Pesa Daraja so far) on loopback")
+    simulate.add_argument("--host", default="127.0.0.1")
+    simulate.add_argument("--port", type=int, help="default: the port of SOMO_PAYMENTS__SIMULATOR_URL")
+    simulate.add_argument("--seed", type=int, default=0, help="outcomes and faults are deterministic per seed")
+
     seed = sub.add_parser("seed", help="load the demo data (idempotent)")
     seed.add_argument("--clear", action="store_true", help="remove the demo data first")
     return parser
@@ -219,11 +224,39 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> None:
     console.print("demo data is loaded")
 
 
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> None:
+    from aiohttp import web
+    from yarl import URL
+
+    from server.logs import configure_logging
+    from server.simulators.daraja import SANDBOX_SHORTCODE, DarajaSimConfig, create_daraja_app
+
+    if settings.environment == "production":
+        raise CliError("refusing to run the provider simulators with SOMO_ENVIRONMENT=production", EXIT_USAGE)
+    configure_logging(settings.log_level, json_output=settings.log_json)
+    payments = settings.payments
+    port = args.port if args.port is not None else URL(payments.simulator_url).port or 8090
+    config = DarajaSimConfig(
+        credentials={payments.mpesa_consumer_key.get_secret_value(): payments.mpesa_consumer_secret.get_secret_value()},
+        passkeys={SANDBOX_SHORTCODE: payments.mpesa_passkey.get_secret_value()},
+        seed=args.seed,
+    )
+    log = logging.getLogger("somo.simulate")
+    web.run_app(
+        create_daraja_app(config),
+        host=args.host,
+        port=port,
+        access_log=None,
+        print=lambda _banner: log.info("daraja simulator listening", extra={"url": f"http://{args.host}:{port}"}),
+    )
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "serve": cmd_serve,
     "migrate": cmd_migrate,
     "create-admin": cmd_create_admin,
     "seed": cmd_seed,
+    "simulate": cmd_simulate,
 }
 
 

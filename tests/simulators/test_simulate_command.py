@@ -1,0 +1,69 @@
+"""`somo simulate` serves the Daraja simulator with the credentials from the settings."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_simulate_answers_oauth_with_the_configured_credentials(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "SOMO_PAYMENTS__MPESA_CONSUMER_KEY": "dev-key-1",
+        "SOMO_PAYMENTS__MPESA_CONSUMER_SECRET": "dev-s",
+    }
+    somo = Path(sys.executable).parent / "somo"
+    proc = subprocess.Popen(
+        [str(somo), "simulate", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/oauth/v1/generate?grant_type=client_credentials"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = requests.get(url, auth=("dev-key-1", "dev-s"), timeout=2)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "simulator did not start"
+                time.sleep(0.2)
+        assert answer.status_code == 200 and answer.json()["expires_in"] == "3599"
+        refused = requests.get(url, auth=("someone-else", "nope"), timeout=2)
+        assert refused.status_code >= 400
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+
+
+def test_simulate_is_refused_in_production(tmp_path: Path) -> None:
+    env = {**os.environ, "SOMO_ENVIRONMENT": "production", "SOMO_SECURITY__SECRET_KEY": "x" * 40}
+    for name in (
+        "MPESA_CONSUMER_KEY",
+        "MPESA_CONSUMER_SECRET",
+        "MPESA_PASSKEY",
+        "AIRTEL_CLIENT_ID",
+        "AIRTEL_CLIENT_SECRET",
+    ):
+        env[f"SOMO_PAYMENTS__{name}"] = "real-value"
+    env["SOMO_NOTIFICATIONS__AT_API_KEY"] = "real-value"
+    env["SOMO_NOTIFICATIONS__ACS_CONNECTION_STRING"] = "real-value"
+    somo = Path(sys.executable).parent / "somo"
+    done = subprocess.run([str(somo), "simulate"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "refusing" in done.stderr and "Traceback" not in done.stderr
