@@ -1,0 +1,108 @@
+"""The M-Pesa gateway port: what the payment flows ask of a mobile-money provider.
+
+The domain owns these types; ``server.providers.daraja`` implements them over HTTP. Secrets
+(consumer key and secret, passkey) and the shortcode live in the adapter, never in a request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from lms_domain.errors import DomainError
+from lms_domain.money import Money
+from lms_domain.payments.models import FailureClass
+
+
+@dataclass(frozen=True, slots=True)
+class StkPushRequest:
+    """One prompt to send: whole-shilling KES ``amount`` to be paid from ``msisdn`` (any local format)."""
+
+    amount: Money
+    msisdn: str
+    account_reference: str
+    description: str
+    callback_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class StkPushAccepted:
+    """The provider queued the prompt; this is *not* a payment. Persist ``checkout_request_id`` at once."""
+
+    merchant_request_id: str
+    checkout_request_id: str
+    customer_message: str
+
+
+class StkStatus(StrEnum):
+    PENDING = "pending"  # the customer has not answered yet: poll again later
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class StkQueryResult:
+    """What STK Query knows. ``result_code`` is always a string (Daraja sends int or string)."""
+
+    status: StkStatus
+    result_code: str | None = None
+    result_desc: str = ""
+    failure_class: FailureClass | None = None
+
+
+class PaymentGatewayError(DomainError):
+    """The provider refused or could not be reached; ``failure_class`` says who must act."""
+
+    code = "payment_gateway_error"
+    title = "Payment provider error"
+    failure_class = FailureClass.TRANSIENT
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        code: str | None = None,
+        failure_class: FailureClass | None = None,
+        provider_code: str | None = None,
+        retry_after_s: float | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail, code=code, **extra)
+        if failure_class is not None:
+            self.failure_class = failure_class
+        self.provider_code = provider_code
+        self.retry_after_s = retry_after_s
+
+
+class GatewayConfigurationError(PaymentGatewayError):
+    """Our credentials, shortcode or request shape are wrong: page an admin, not the learner."""
+
+    code = "payment_gateway_misconfigured"
+    failure_class = FailureClass.CONFIGURATION
+
+
+class GatewayUnavailable(PaymentGatewayError):
+    """The provider is busy, rate limiting or unreachable; try again after ``retry_after_s`` or backoff.
+
+    With ``outcome_unknown`` set the request may have been processed: reconcile before re-pushing.
+    """
+
+    code = "payment_gateway_unavailable"
+    failure_class = FailureClass.TRANSIENT
+
+    @property
+    def outcome_unknown(self) -> bool:
+        return bool(self.extra.get("outcome_unknown", False))
+
+
+class MpesaGateway(Protocol):
+    """Lipa na M-Pesa Online (STK Push) as the payment flows need it."""
+
+    async def stk_push(self, request: StkPushRequest) -> StkPushAccepted:
+        """Send the prompt; raise ``InvalidInput`` before any I/O for a request Daraja would refuse."""
+        ...
+
+    async def stk_query(self, checkout_request_id: str) -> StkQueryResult:
+        """Ask for the state of a push; "still being processed" comes back as ``PENDING``."""
+        ...
