@@ -7,12 +7,12 @@ from aiohttp.typedefs import Middleware
 
 from lms_domain.clock import Clock, SystemClock
 from lms_domain.security import DEFAULT_HASHER, Hasher
-from server.api import PREFIX, all_apis, health
+from server.api import PREFIX, all_apis, callbacks, health
 from server.api.docs import add_docs_routes
 from server.api.openapi import build_openapi
 from server.api.registry import register
 from server.auth.verified import VerifiedTokens
-from server.contexts import database_ctx, kv_ctx
+from server.contexts import database_ctx, kv_ctx, mpesa_ctx
 from server.keys import (
     buckets_key,
     certificate_renderer_key,
@@ -57,7 +57,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None, hasher: Hasher
     app[verified_tokens_key] = VerifiedTokens()
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(kv_ctx)
+    app.cleanup_ctx.append(mpesa_ctx)
+    # Last, so it is cleaned up first: callback settlement drains while the database is open.
+    app.cleanup_ctx.append(callbacks.callback_tasks_ctx)
     app.add_routes(health.routes)
+    app.add_routes(callbacks.routes)
     apis = all_apis()
     register(app, apis, prefix=PREFIX)
     # A relative server URL: the docs page then calls whichever host served it (a school's

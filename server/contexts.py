@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
+import aiohttp
 import sqlalchemy as sa
 from aiohttp import web
 
@@ -16,12 +17,14 @@ from server.keys import (
     clock_key,
     engine_key,
     kv_key,
+    mpesa_gateways_key,
     read_sessionmaker_key,
     sessionmaker_key,
     settings_key,
     sync_context_key,
 )
 from server.kv import KeyValueStore, MemoryStore, RedisStore
+from server.providers.mpesa import MpesaGateways
 from server.ratelimit import Buckets, MemoryBuckets, RedisBuckets
 
 log = logging.getLogger("somo.server")
@@ -62,3 +65,10 @@ async def kv_ctx(app: web.Application) -> AsyncIterator[None]:
     app[buckets_key] = buckets
     yield
     await store.close()
+
+
+async def mpesa_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The Daraja gateways and the one outbound HTTP session they share."""
+    async with aiohttp.ClientSession() as http:
+        app[mpesa_gateways_key] = MpesaGateways(app[settings_key].payments, http, app[clock_key])
+        yield

@@ -13,8 +13,10 @@ from lms_domain.clock import Clock
 from lms_domain.security import Hasher
 from server.auth.verified import VerifiedTokens
 from server.kv import KeyValueStore
+from server.providers.mpesa import MpesaGateways
 from server.ratelimit import Buckets
 from server.settings import Settings
+from server.tasks import BackgroundTasks
 
 settings_key = web.AppKey("settings", Settings)
 clock_key = web.AppKey("clock", Clock)
@@ -26,6 +28,9 @@ kv_key = web.AppKey("kv", KeyValueStore)
 buckets_key = web.AppKey("buckets", Buckets)
 certificate_renderer_key = web.AppKey("certificate_renderer", CertificateRenderer)
 hasher_key = web.AppKey("hasher", Hasher)
+mpesa_gateways_key = web.AppKey("mpesa_gateways", MpesaGateways)
+# Callback processing that outlives its request: drained before the database closes.
+callback_tasks_key = web.AppKey("callback_tasks", BackgroundTasks)
 
 openapi_key = web.AppKey("openapi", dict[str, Any])
 verified_tokens_key = web.AppKey("verified_tokens", VerifiedTokens)

@@ -8,12 +8,16 @@ from typing import Any
 from aiohttp import web
 
 from lms_domain import errors
+from lms_domain.payments import ports
 from server.keys import request_id_key
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://docs.somo.africa/problems/"
 
 _STATUS_BY_ERROR: list[tuple[type[errors.DomainError], int]] = [
+    # The provider's fault, not the caller's: a gateway answer (502) or no answer yet (503).
+    (ports.GatewayUnavailable, 503),
+    (ports.PaymentGatewayError, 502),
     (errors.NotFound, 404),
     (errors.Unauthenticated, 401),
     (errors.PermissionDenied, 403),

@@ -99,6 +99,10 @@ class PaymentsSettings(BaseModel):
     mpesa_consumer_key: SecretStr = SecretStr("dev-mpesa-consumer-key")
     mpesa_consumer_secret: SecretStr = SecretStr("dev-mpesa-consumer-secret")
     mpesa_passkey: SecretStr = SecretStr("dev-mpesa-passkey")
+    # Used when an institution has no active stk_push ProviderAccount (174379 is the sandbox's).
+    mpesa_shortcode: str = Field(default="174379", pattern=r"^\d{5,7}$")
+    # The unguessable path segment of every provider callback URL (/callbacks/mpesa/<secret>/...).
+    callback_secret: SecretStr = SecretStr("dev-callback-secret")
     airtel_client_id: SecretStr = SecretStr("dev-airtel-client-id")
     airtel_client_secret: SecretStr = SecretStr("dev-airtel-client-secret")
 

@@ -469,12 +469,14 @@ async def cancel_order(*, session: AsyncSession, actor: Actor, order_id: uuid.UU
 
 
 async def start_payment(*, session: AsyncSession, actor: Actor, order_id: uuid.UUID) -> NoReturn:
-    """Checks the order can be paid, then says the collection adapters have not landed."""
+    """Checks the order can be paid, then says Airtel collection has not landed (M-Pesa is
+    ``lms_domain.payments.flows.start_stk_payment``)."""
     order = await get_order(session=session, actor=actor, order_id=order_id)
     if order.status is not OrderStatus.PENDING:
         raise Conflict(f"the order is {order.status.value}; only pending orders are paid", code="order_not_pending")
     raise NotImplementedYet(
-        "payments are not wired yet: M-Pesa/Airtel collection arrives with the payments issue (#4)",
+        "Airtel Money is not available yet: the Airtel collection adapter is missing (payments issue #4); "
+        "pay with M-Pesa",
         code="payments_not_available",
     )
 

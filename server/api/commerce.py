@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from aiohttp import web
@@ -42,6 +43,9 @@ from lms_domain.commerce.schemas import (
     RefundPage,
 )
 from lms_domain.courses.schemas import ListQuery
+from lms_domain.ids import new_id
+from lms_domain.payments import flows
+from lms_domain.payments.schemas import PaymentIntentOut
 from lms_domain.subscriptions import queries as subscription_queries
 from lms_domain.subscriptions.schemas import (
     SubscriptionDetail,
@@ -50,7 +54,10 @@ from lms_domain.subscriptions.schemas import (
     SubscriptionPage,
 )
 from lms_domain.tenancy.models import Role
+from server.api.callbacks import stk_callback_path
+from server.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from server.api.registry import Api, Call
+from server.keys import mpesa_gateways_key, sessionmaker_key, settings_key
 from server.pdf.invoice import FpdfInvoiceRenderer
 
 api = Api("commerce", description="Products, prices, coupons, checkout, invoices, receipts, refunds and subscriptions.")
@@ -218,15 +225,46 @@ async def cancel_order(call: Call[Any, Any]) -> OrderOut:
     "/orders/{order_id}/payments",
     summary="Pay an order",
     body=PaymentStart,
+    response=PaymentIntentOut,
     status=202,
     idempotent=True,
-    extra_responses={501: "Payments are not wired yet (code `payments_not_available`)."},
+    extra_responses={
+        501: "Airtel Money is not available yet (code `payments_not_available`).",
+        502: "M-Pesa refused the prompt (code `payment_gateway_error` or a more specific one).",
+        503: "M-Pesa could not be reached; try again (code `payment_gateway_unavailable`).",
+    },
 )
-async def start_payment(call: Call[PaymentStart, Any]) -> None:
-    """Not available yet: M-Pesa and Airtel collection arrive with the payments issue (#4).
-    The order is still checked first, so an unknown or settled order answers 404 or 409."""
+async def start_payment(call: Call[PaymentStart, Any]) -> PaymentIntentOut:
+    """Send an M-Pesa prompt (STK Push) for the order's total to `phone` (default: the learner's
+    phone). Answers the payment `pending`; the order turns `paid` when the payer confirms on
+    their phone. Send an Idempotency-Key to retry without prompting twice."""
+    order_id = call.path_uuid("order_id")
+    if call.body.provider == "airtel":
+        async with call.read() as session:
+            await checkout.start_payment(session=session, actor=call.actor, order_id=order_id)
+    settings = call.app[settings_key]
     async with call.read() as session:
-        await checkout.start_payment(session=session, actor=call.actor, order_id=call.path_uuid("order_id"))
+        order = await checkout.get_order(session=session, actor=call.actor, order_id=order_id)
+        gateway = await call.app[mpesa_gateways_key].for_institution(session, order.institution_id)
+    header_key = call.request.headers.get(IDEMPOTENCY_HEADER)
+    # Scoped to the caller, hashed to fit the column: the same header from two users never collides.
+    intent_key = (
+        "http:" + hashlib.sha256(f"{call.actor.user_id}:{order_id}:{header_key}".encode()).hexdigest()
+        if header_key
+        else f"once:{new_id()}"
+    )
+    secret = settings.payments.callback_secret.get_secret_value()
+    intent = await flows.start_stk_payment(
+        sessions=call.app[sessionmaker_key],
+        actor=call.actor,
+        order_id=order_id,
+        msisdn=call.body.phone,
+        idempotency_key=intent_key,
+        gateway=gateway,
+        clock=call.clock,
+        callback_url=settings.http.public_url.rstrip("/") + stk_callback_path(secret),
+    )
+    return PaymentIntentOut.of(intent)
 
 
 # Invoices and receipts --------------------------------------------------------------------

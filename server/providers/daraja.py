@@ -34,6 +34,7 @@ from lms_domain.clock import NAIROBI, Clock
 from lms_domain.errors import InvalidInput
 from lms_domain.money import MINOR_PER_MAJOR, MPESA_MAX_KES, MPESA_MIN_KES, Money
 from lms_domain.payments.models import FailureClass
+from lms_domain.payments.mpesa import classify_result_code
 from lms_domain.payments.ports import (
     GatewayConfigurationError,
     GatewayUnavailable,
@@ -62,42 +63,8 @@ REJECTED_UNPROCESSED_STATUSES = frozenset({502, 503})
 # 5xx answers that are business outcomes, not hiccups: re-sending cannot change them.
 FINAL_5XX_CODES = frozenset({"500.001.1001", "500.003.03"})
 
-# STK ResultCodes (§5), folded into the domain's four classes: ask-user and funding are the
-# customer's to fix; 1037 is a phone that is off; retry-soon is transient; permanent-config is ours.
-_RESULT_CLASSES: dict[str, FailureClass] = {
-    "1": FailureClass.CUSTOMER,  # insufficient funds
-    "4": FailureClass.CUSTOMER,  # customer's daily limit
-    "1031": FailureClass.CUSTOMER,  # cancelled (alias seen in the wild)
-    "1032": FailureClass.CUSTOMER,  # cancelled by the customer
-    "2001": FailureClass.CUSTOMER,  # wrong PIN
-    "8006": FailureClass.CUSTOMER,  # PIN locked; they must call customer care
-    "1037": FailureClass.UNREACHABLE,  # phone off, busy or in another session
-    "17": FailureClass.TRANSIENT,  # same amount, same customer within 2 minutes
-    "26": FailureClass.TRANSIENT,  # system busy
-    "1001": FailureClass.TRANSIENT,  # subscriber locked in another session
-    "1019": FailureClass.TRANSIENT,  # the prompt expired unanswered
-    "2": FailureClass.CONFIGURATION,  # below the minimum: our amount
-    "3": FailureClass.CONFIGURATION,  # above the per-transaction maximum
-    "8": FailureClass.CONFIGURATION,  # merchant balance limit
-    "1025": FailureClass.CONFIGURATION,  # prompt too long: shorten AccountReference
-    "9999": FailureClass.CONFIGURATION,  # error sending push, treated like 1025
-    "2028": FailureClass.CONFIGURATION,  # TransactionType/PartyB mismatch
-    "SFC_IC0003": FailureClass.CONFIGURATION,  # same mismatch, other spelling
-}
 # Minimum wait before pushing to the same customer again (§5: rule 17 and 1001).
 _REPUSH_WAIT_S: dict[str, float] = {"17": 120.0, "1001": 60.0}
-
-
-def classify_result_code(code: str | int) -> FailureClass | None:
-    """Failure class of an STK callback or Query ResultCode; ``None`` means paid."""
-    text = str(code).strip()
-    if text == "0":
-        return None
-    known = _RESULT_CLASSES.get(text)
-    if known is None:
-        log.warning("unknown Daraja ResultCode %r classified as transient", text)
-        return FailureClass.TRANSIENT
-    return known
 
 
 def repush_wait_s(code: str | int) -> float | None:

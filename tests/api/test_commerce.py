@@ -242,11 +242,14 @@ async def test_totals_above_the_mpesa_limit_are_refused(world: World) -> None:
         assert status == 422 and problem["code"] == "validation_error", amount
 
 
-async def test_payments_answer_501_after_checking_the_order(world: World) -> None:
+async def test_airtel_payments_answer_501_after_checking_the_order(world: World) -> None:
+    """M-Pesa is covered end to end against the simulator in tests/payments/test_stk_flow.py."""
     _, monthly = await sell(world, world.a)
     learner = world.a.tokens["learner"]
     order = await ok(world, "POST", "/orders", learner, 201, json=cart(monthly["id"]))
-    status, body = await world.call("POST", V1 + f"/orders/{order['id']}/payments", learner, json={"provider": "mpesa"})
+    status, body = await world.call(
+        "POST", V1 + f"/orders/{order['id']}/payments", learner, json={"provider": "airtel"}
+    )
     assert status == 501 and body["code"] == "payments_not_available"
     status, body = await world.call("POST", V1 + f"/orders/{uuid.uuid4()}/payments", learner, json={})
     assert status == 404

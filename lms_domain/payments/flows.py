@@ -1,0 +1,602 @@
+"""M-Pesa STK checkout: start a push for an order, then settle it exactly once.
+
+Settlement is reached three ways (a callback from the inbox, an STK Query from the poller,
+and later reconciliation) and all of them end in ``settle_intent``, whose one transaction
+writes the Payment, the Receipt, the ledger entry, the paid order and invoice, and the
+entitlements. Exactly-once rests on the database, not on timing:
+
+* the intent row is locked (``FOR UPDATE``; SQLite serialises writers anyway) and its status
+  only moves forward: ``created -> pending -> succeeded | failed``, plus ``failed -> succeeded``
+  when, and only when, an STK Query confirms the payment;
+* ``payments`` is unique on the intent and on (provider, receipt); the ledger entry is keyed on
+  the intent, so a replay returns what was posted.
+
+A failure reported after a success is kept as an anomaly on its inbox row, never applied.
+"""
+
+from __future__ import annotations
+
+import calendar
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from lms_domain.access import Actor
+from lms_domain.clock import Clock
+from lms_domain.commerce.checkout import get_order
+from lms_domain.commerce.models import (
+    Invoice,
+    InvoiceStatus,
+    LineItem,
+    Order,
+    OrderStatus,
+    Price,
+    PriceInterval,
+    Product,
+    ProductKind,
+    Receipt,
+)
+from lms_domain.entitlements.models import Entitlement, EntitlementSource
+from lms_domain.errors import Conflict, InvalidInput, NotFound
+from lms_domain.ids import new_id
+from lms_domain.ledger.accounts import MPESA_CLEARING, REVENUE, SUSPENSE, VAT_PAYABLE
+from lms_domain.ledger.service import post_entry
+from lms_domain.money import Money, split_vat
+from lms_domain.payments.models import (
+    FailureClass,
+    IntentStatus,
+    Payment,
+    PaymentIntent,
+    Provider,
+    WebhookEvent,
+    WebhookStatus,
+)
+from lms_domain.payments.mpesa import StkCallback, parse_stk_callback
+from lms_domain.payments.ports import MpesaGateway, PaymentGatewayError, StkPushRequest, StkStatus
+from lms_domain.phones import normalize_msisdn
+from lms_domain.tenancy.models import Learner, Phone
+
+log = logging.getLogger("somo.payments.flows")
+
+STK_DESCRIPTION = "Somo payment"  # TransactionDesc: at most 13 characters
+RECEIPT_NUMBER_ATTEMPTS = 10
+# A second push for the same order within this window is refused: the customer may still be
+# answering the first prompt, and Daraja would answer "unable to lock subscriber" anyway.
+PUSH_IN_FLIGHT_WINDOW = timedelta(minutes=2)
+STK_CALLBACK_KIND = "stk_callback"
+LEDGER_SOURCE = "payment_intent"
+LEDGER_KIND = "stk_settlement"
+AWAITING_QUERY = "awaiting STK Query: success reported after the intent failed"
+
+
+class SettlementSource(StrEnum):
+    CALLBACK = "callback"
+    QUERY = "query"  # STK Query, Transaction Status: the provider's own confirmation
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What ``settle_intent`` did: ``created`` is False when the intent was already settled."""
+
+    payment: Payment
+    created: bool
+
+
+# Starting a push ---------------------------------------------------------------------------
+
+
+async def _payer_msisdn(session: AsyncSession, learner: Learner, msisdn: str | None) -> str:
+    if msisdn:
+        return normalize_msisdn(msisdn)
+    phone = await session.get(Phone, learner.phone_id) if learner.phone_id is not None else None
+    if phone is None:
+        raise InvalidInput("give the phone number to prompt: phone", code="phone_required")
+    return phone.e164
+
+
+async def _create_intent(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    order_id: uuid.UUID,
+    msisdn: str | None,
+    idempotency_key: str,
+    clock: Clock,
+) -> PaymentIntent:
+    existing = await session.scalar(sa.select(PaymentIntent).where(PaymentIntent.idempotency_key == idempotency_key))
+    if existing is not None:
+        if existing.order_id != order_id:
+            raise Conflict("this idempotency key was used for another order", code="idempotency_key_reused")
+        return existing
+    order = await get_order(session=session, actor=actor, order_id=order_id, for_update=True)
+    if order.status is not OrderStatus.PENDING:
+        raise Conflict(f"the order is {order.status.value}; only pending orders are paid", code="order_not_pending")
+    if order.total_minor <= 0:
+        raise InvalidInput("the order is free: nothing to collect", code="order_is_free")
+    now = clock.now()
+    in_flight = await session.scalar(
+        sa.select(PaymentIntent.id).where(
+            PaymentIntent.order_id == order.id,
+            PaymentIntent.status.in_([IntentStatus.CREATED, IntentStatus.PENDING]),
+            PaymentIntent.created_at > now - PUSH_IN_FLIGHT_WINDOW,
+        )
+    )
+    if in_flight is not None:
+        raise Conflict(
+            "a payment prompt for this order is still open; answer it or wait two minutes",
+            code="payment_in_progress",
+            intent_id=str(in_flight),
+        )
+    learner = await session.get(Learner, order.learner_id)
+    assert learner is not None  # foreign key
+    intent = PaymentIntent(
+        id=new_id(),
+        institution_id=order.institution_id,
+        learner_id=learner.id,
+        order_id=order.id,
+        provider=Provider.MPESA,
+        currency=order.currency,
+        amount_minor=order.total_minor,
+        msisdn=await _payer_msisdn(session, learner, msisdn),
+        account_reference=learner.account_no,
+        description=STK_DESCRIPTION,
+        idempotency_key=idempotency_key,
+        status=IntentStatus.CREATED,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(intent)
+    await session.flush()
+    return intent
+
+
+async def _locked_intent(session: AsyncSession, intent_id: uuid.UUID) -> PaymentIntent:
+    intent = await session.scalar(
+        sa.select(PaymentIntent)
+        .where(PaymentIntent.id == intent_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if intent is None:
+        raise NotFound("payment intent not found")
+    return intent
+
+
+async def start_stk_payment(
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    actor: Actor,
+    order_id: uuid.UUID,
+    msisdn: str | None,
+    idempotency_key: str,
+    gateway: MpesaGateway,
+    clock: Clock,
+    callback_url: str,
+) -> PaymentIntent:
+    """Prompt the payer's phone for an order's total; the answer is the intent, ``pending``.
+
+    Three units of work, so no database transaction is held open across the provider call and
+    a crash mid-way leaves a ``created`` intent behind rather than an untracked prompt: the
+    intent is committed, the push is sent, then the CheckoutRequestID is recorded. Replaying
+    an ``idempotency_key`` returns its intent without pushing again.
+    """
+    async with sessions() as session, session.begin():
+        intent = await _create_intent(
+            session, actor=actor, order_id=order_id, msisdn=msisdn, idempotency_key=idempotency_key, clock=clock
+        )
+    if intent.status is not IntentStatus.CREATED or intent.provider_request_id is not None:
+        return intent
+    request = StkPushRequest(
+        amount=Money(intent.amount_minor, intent.currency),
+        msisdn=intent.msisdn,
+        account_reference=intent.account_reference,
+        description=intent.description,
+        callback_url=callback_url,
+    )
+    try:
+        accepted = await gateway.stk_push(request)
+    except (PaymentGatewayError, InvalidInput) as exc:
+        failure = exc.failure_class if isinstance(exc, PaymentGatewayError) else FailureClass.CONFIGURATION
+        unknown = bool(exc.extra.get("outcome_unknown"))
+        async with sessions() as session, session.begin():
+            failed = await _locked_intent(session, intent.id)
+            if failed.status is IntentStatus.CREATED:
+                # A push that timed out after sending may still prompt the phone: reconciliation
+                # decides, so it is "unknown", never "failed".
+                failed.status = IntentStatus.UNKNOWN if unknown else IntentStatus.FAILED
+                failed.failure_class = failure
+                failed.result_code = getattr(exc, "provider_code", None) or exc.code
+                failed.result_desc = exc.detail[:255]
+                failed.resolved_at = None if unknown else clock.now()
+                failed.updated_at = clock.now()
+        raise
+    async with sessions() as session, session.begin():
+        intent = await _locked_intent(session, intent.id)
+        if intent.status is IntentStatus.CREATED:
+            intent.status = IntentStatus.PENDING
+            intent.provider_request_id = accepted.checkout_request_id
+            intent.merchant_request_id = accepted.merchant_request_id
+            intent.requested_at = clock.now()
+            intent.updated_at = clock.now()
+    # The callback may have overtaken the commit above and waited in the inbox for the
+    # CheckoutRequestID: settle it now rather than at the next poll.
+    async with sessions() as session, session.begin():
+        await process_waiting_events(session, accepted.checkout_request_id, clock)
+        return await _locked_intent(session, intent.id)
+
+
+# Settling ----------------------------------------------------------------------------------
+
+
+def _add_interval(at: datetime, interval: PriceInterval) -> datetime | None:
+    if interval is PriceInterval.ONE_TIME:
+        return None
+    months = 1 if interval is PriceInterval.MONTH else 12
+    month0 = at.month - 1 + months
+    year, month = at.year + month0 // 12, month0 % 12 + 1
+    # 31 January plus a month is the last day of February, not 3 March.
+    return at.replace(year=year, month=month, day=min(at.day, calendar.monthrange(year, month)[1]))
+
+
+async def _issue_receipt(session: AsyncSession, *, invoice: Invoice, payment: Payment, clock: Clock) -> Receipt:
+    """RCT-000001, RCT-000002... per institution; the unique constraint settles a race."""
+    now = clock.now()
+    for _ in range(RECEIPT_NUMBER_ATTEMPTS):
+        issued = await session.scalar(
+            sa.select(sa.func.count()).select_from(Receipt).where(Receipt.institution_id == invoice.institution_id)
+        )
+        receipt = Receipt(
+            id=new_id(),
+            institution_id=invoice.institution_id,
+            invoice_id=invoice.id,
+            payment_id=payment.id,
+            number=f"RCT-{(issued or 0) + 1:06d}",
+            currency=payment.currency,
+            amount_minor=payment.amount_minor,
+            issued_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            async with session.begin_nested():
+                session.add(receipt)
+        except IntegrityError:
+            continue
+        return receipt
+    raise Conflict("receipt numbering is busy; try again", code="receipt_number_busy", retry_after_s=1)
+
+
+async def _grant_entitlements(session: AsyncSession, order: Order, paid_at: datetime) -> None:
+    rows = await session.execute(
+        sa.select(Product, Price)
+        .join(LineItem, LineItem.product_id == Product.id)
+        .join(Price, Price.id == LineItem.price_id)
+        .where(LineItem.order_id == order.id)
+        .order_by(LineItem.id)
+    )
+    for product, price in rows:
+        is_course = product.kind is ProductKind.COURSE
+        session.add(
+            Entitlement(
+                id=new_id(),
+                institution_id=order.institution_id,
+                learner_id=order.learner_id,
+                product_id=product.id,
+                course_id=product.course_id if is_course else None,
+                source=EntitlementSource.PURCHASE,
+                source_id=order.id,
+                valid_from=paid_at,
+                valid_until=None if is_course else _add_interval(paid_at, price.interval),
+            )
+        )
+
+
+def _settlement_postings(amount_minor: int, vat_rate_bp: int) -> list[tuple[str, int]]:
+    vat = split_vat(Money(amount_minor), vat_rate_bp)
+    postings = [(MPESA_CLEARING, amount_minor), (REVENUE, -vat.net.amount_minor)]
+    if vat.vat.amount_minor:
+        postings.append((VAT_PAYABLE, -vat.vat.amount_minor))
+    return postings
+
+
+async def settle_intent(
+    session: AsyncSession,
+    intent: PaymentIntent,
+    receipt: str,
+    amount: int,
+    paid_at: datetime,
+    source: SettlementSource,
+    *,
+    clock: Clock,
+    webhook_event_id: uuid.UUID | None = None,
+) -> Settlement:
+    """Settle ``intent`` once, in the caller's transaction; a replay returns the payment made.
+
+    Refuses (``Conflict``) to settle a failed intent on a callback's word (only a Query may
+    revive it) and an amount other than the one requested (flagged for review, never credited).
+    """
+    intent = await _locked_intent(session, intent.id)
+    if intent.status is IntentStatus.SUCCEEDED:
+        payment = await session.scalar(sa.select(Payment).where(Payment.intent_id == intent.id))
+        assert payment is not None  # written in the same transaction as the status
+        return Settlement(payment=payment, created=False)
+    if intent.status is IntentStatus.FAILED and source is not SettlementSource.QUERY:
+        raise Conflict(AWAITING_QUERY, code="settlement_needs_query")
+    if amount != intent.amount_minor:
+        raise Conflict(
+            f"paid {amount} but {intent.amount_minor} was requested; flagged for review",
+            code="settlement_amount_mismatch",
+        )
+    now = clock.now()
+    payment = Payment(
+        id=new_id(),
+        institution_id=intent.institution_id,
+        intent_id=intent.id,
+        learner_id=intent.learner_id,
+        provider=intent.provider,
+        provider_receipt=receipt,
+        currency=intent.currency,
+        amount_minor=amount,
+        msisdn=intent.msisdn,
+        account_reference=intent.account_reference,
+        paid_at=paid_at,
+        webhook_event_id=webhook_event_id,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(payment)
+    await session.flush()  # (provider, receipt) and intent_id are unique: a double settle stops here
+
+    order = (
+        await session.scalar(
+            sa.select(Order)
+            .where(Order.id == intent.order_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if intent.order_id is not None
+        else None
+    )
+    invoice = (
+        await session.scalar(sa.select(Invoice).where(Invoice.order_id == order.id)) if order is not None else None
+    )
+    if order is not None and invoice is not None and order.status is OrderStatus.PENDING:
+        postings = _settlement_postings(amount, invoice.vat_rate_bp)
+        order.status, order.paid_at, order.updated_at = OrderStatus.PAID, paid_at, now
+        invoice.status, invoice.updated_at = InvoiceStatus.PAID, now
+        await _issue_receipt(session, invoice=invoice, payment=payment, clock=clock)
+        await _grant_entitlements(session, order, paid_at)
+    else:
+        # Money arrived for an order that is no longer payable (another prompt paid it first, or
+        # it was cancelled): hold it in suspense for a refund instead of selling twice.
+        log.warning("intent %s settled for an order that is not pending; held in suspense", intent.id)
+        postings = [(MPESA_CLEARING, amount), (SUSPENSE, -amount)]
+    await post_entry(
+        session,
+        institution_id=intent.institution_id,
+        kind=LEDGER_KIND,
+        source_type=LEDGER_SOURCE,
+        source_id=intent.id,
+        occurred_at=paid_at,
+        description=f"M-Pesa {receipt} for intent {intent.id}",
+        postings=postings,
+        currency=intent.currency,
+    )
+    intent.status = IntentStatus.SUCCEEDED
+    intent.result_code, intent.failure_class = "0", None
+    intent.resolved_at = intent.updated_at = now
+    return Settlement(payment=payment, created=True)
+
+
+async def _fail_intent(intent: PaymentIntent, code: str, desc: str, failure: FailureClass, clock: Clock) -> bool:
+    """Mark a not-yet-final intent failed; False when it is already final."""
+    if intent.status not in (IntentStatus.CREATED, IntentStatus.PENDING, IntentStatus.UNKNOWN):
+        return False
+    intent.status = IntentStatus.FAILED
+    intent.result_code, intent.result_desc, intent.failure_class = code, desc[:255], failure
+    intent.resolved_at = intent.updated_at = clock.now()
+    return True
+
+
+def _finish(event: WebhookEvent, status: WebhookStatus, clock: Clock, error: str | None = None) -> None:
+    event.status, event.error, event.processed_at = status, error, clock.now()
+
+
+async def _apply_callback(session: AsyncSession, event: WebhookEvent, callback: StkCallback, clock: Clock) -> None:
+    intent = await session.scalar(
+        sa.select(PaymentIntent)
+        .where(
+            PaymentIntent.provider == Provider.MPESA, PaymentIntent.provider_request_id == callback.checkout_request_id
+        )
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if intent is None:
+        # The push's answer may not be recorded yet; start_stk_payment and the poller retry it.
+        event.error = f"no payment intent with CheckoutRequestID {callback.checkout_request_id} yet"
+        return
+    event.institution_id = intent.institution_id
+    if callback.succeeded:
+        assert callback.receipt is not None and callback.amount_minor is not None
+        try:
+            async with session.begin_nested():
+                settlement = await settle_intent(
+                    session,
+                    intent,
+                    callback.receipt,
+                    callback.amount_minor,
+                    callback.paid_at or clock.now(),
+                    SettlementSource.CALLBACK,
+                    clock=clock,
+                    webhook_event_id=event.id,
+                )
+        except Conflict as exc:
+            _finish(
+                event,
+                WebhookStatus.IGNORED,
+                clock,
+                exc.detail if exc.detail == AWAITING_QUERY else f"anomaly: {exc.detail}",
+            )
+            return
+        except IntegrityError:
+            # The receipt already settled another intent: never credit it twice.
+            _finish(event, WebhookStatus.IGNORED, clock, f"anomaly: receipt {callback.receipt} already recorded")
+            return
+        if not settlement.created:
+            payment = settlement.payment
+            if payment.provider_receipt == intent.provider_request_id:
+                # Settled by a Query, which carries no receipt: the callback brings the real one.
+                payment.provider_receipt, payment.webhook_event_id = callback.receipt, event.id
+            _finish(event, WebhookStatus.IGNORED, clock, "duplicate: the intent is already settled")
+            return
+        _finish(event, WebhookStatus.PROCESSED, clock)
+        return
+    failure = callback.failure_class or FailureClass.TRANSIENT
+    if intent.status is IntentStatus.SUCCEEDED:
+        _finish(
+            event,
+            WebhookStatus.IGNORED,
+            clock,
+            f"anomaly: ResultCode {callback.result_code} ({callback.result_desc}) after the intent settled",
+        )
+    elif await _fail_intent(intent, callback.result_code, callback.result_desc, failure, clock):
+        _finish(event, WebhookStatus.PROCESSED, clock)
+    else:
+        _finish(event, WebhookStatus.IGNORED, clock, "duplicate: the intent had already failed")
+
+
+async def settle_from_callback(session: AsyncSession, event_id: uuid.UUID, clock: Clock) -> WebhookEvent:
+    """Apply one stored STK callback to its intent; processing a row twice changes nothing."""
+    event = await session.scalar(
+        sa.select(WebhookEvent)
+        .where(WebhookEvent.id == event_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if event is None:
+        raise NotFound("webhook event not found")
+    if event.status is not WebhookStatus.RECEIVED:
+        return event
+    event.attempts += 1
+    try:
+        callback = parse_stk_callback(event.body.encode())
+    except InvalidInput as exc:
+        _finish(event, WebhookStatus.FAILED, clock, exc.detail)
+        return event
+    await _apply_callback(session, event, callback, clock)
+    return event
+
+
+async def process_waiting_events(session: AsyncSession, checkout_request_id: str, clock: Clock) -> int:
+    """Settle inbox rows for one CheckoutRequestID still ``received``, oldest first."""
+    ids = await session.scalars(
+        sa.select(WebhookEvent.id)
+        .where(
+            WebhookEvent.provider == Provider.MPESA,
+            WebhookEvent.kind == STK_CALLBACK_KIND,
+            WebhookEvent.event_key == checkout_request_id,
+            WebhookEvent.status == WebhookStatus.RECEIVED,
+        )
+        .order_by(WebhookEvent.received_at, WebhookEvent.id)
+    )
+    waiting = list(ids)
+    for event_id in waiting:
+        await settle_from_callback(session, event_id, clock)
+    return len(waiting)
+
+
+# Polling -----------------------------------------------------------------------------------
+
+
+async def apply_query_result(
+    session: AsyncSession, intent_id: uuid.UUID, gateway: MpesaGateway, clock: Clock
+) -> IntentStatus:
+    """Ask STK Query about one intent and apply the answer; the intent's status afterwards."""
+    intent = await session.get(PaymentIntent, intent_id)
+    if intent is None or intent.provider_request_id is None:
+        raise NotFound("payment intent with a CheckoutRequestID not found")
+    answer = await gateway.stk_query(intent.provider_request_id)
+    intent = await _locked_intent(session, intent_id)
+    if answer.status is StkStatus.SUCCEEDED:
+        # Query carries no receipt number: the CheckoutRequestID stands in until a callback
+        # or the statement brings the real one.
+        await settle_intent(
+            session,
+            intent,
+            intent.provider_request_id or "",
+            intent.amount_minor,
+            clock.now(),
+            SettlementSource.QUERY,
+            clock=clock,
+        )
+    elif answer.status is StkStatus.FAILED:
+        await _fail_intent(
+            intent, answer.result_code or "", answer.result_desc, answer.failure_class or FailureClass.TRANSIENT, clock
+        )
+    if answer.status is not StkStatus.PENDING:
+        # A contested success has its answer now: stop asking about it.
+        await session.execute(
+            sa.update(WebhookEvent)
+            .where(WebhookEvent.event_key == intent.provider_request_id, WebhookEvent.error == AWAITING_QUERY)
+            .values(error=f"{AWAITING_QUERY}; STK Query answered {answer.status.value}")
+        )
+    return intent.status
+
+
+async def reconcile_pending(
+    session: AsyncSession, gateway: MpesaGateway, clock: Clock, older_than: timedelta
+) -> dict[uuid.UUID, IntentStatus]:
+    """STK Query every M-Pesa intent left pending (or unknown) longer than ``older_than``, and
+    every failed one whose inbox holds a later success; settle or fail them by the answer.
+
+    Inbox rows still waiting for their intent are retried first. Returns each queried intent's
+    status afterwards; an intent the provider still calls pending stays pending.
+    """
+    cutoff = clock.now() - older_than
+    waiting = await session.scalars(
+        sa.select(WebhookEvent.event_key).where(
+            WebhookEvent.provider == Provider.MPESA,
+            WebhookEvent.kind == STK_CALLBACK_KIND,
+            WebhookEvent.status == WebhookStatus.RECEIVED,
+        )
+    )
+    for key in sorted(set(waiting)):
+        await process_waiting_events(session, key, clock)
+    contested = sa.select(WebhookEvent.event_key).where(
+        WebhookEvent.provider == Provider.MPESA, WebhookEvent.error == AWAITING_QUERY
+    )
+    candidates: Sequence[uuid.UUID] = list(
+        await session.scalars(
+            sa.select(PaymentIntent.id)
+            .where(
+                PaymentIntent.provider == Provider.MPESA,
+                PaymentIntent.provider_request_id.is_not(None),
+                sa.or_(
+                    sa.and_(
+                        PaymentIntent.status.in_([IntentStatus.PENDING, IntentStatus.UNKNOWN]),
+                        sa.func.coalesce(PaymentIntent.requested_at, PaymentIntent.created_at) <= cutoff,
+                    ),
+                    sa.and_(
+                        PaymentIntent.status == IntentStatus.FAILED,
+                        PaymentIntent.provider_request_id.in_(contested),
+                    ),
+                ),
+            )
+            .order_by(PaymentIntent.created_at, PaymentIntent.id)
+        )
+    )
+    results: dict[uuid.UUID, IntentStatus] = {}
+    for intent_id in candidates:
+        try:
+            async with session.begin_nested():
+                results[intent_id] = await apply_query_result(session, intent_id, gateway, clock)
+        except PaymentGatewayError as exc:
+            log.warning("STK Query for intent %s failed: %s", intent_id, exc.detail)
+    return results
