@@ -96,6 +96,16 @@ class CatalogMixin:
     )
 
 
+def apply_changes(row: Any, changes: dict[str, Any]) -> None:
+    """Apply a PATCH. A null for a NOT NULL column means "unchanged" (it cannot be cleared),
+    read from the table itself so no caller keeps its own list of required fields."""
+    columns = type(row).__table__.c
+    for name, value in changes.items():
+        if value is None and name in columns and not columns[name].nullable:
+            continue
+        setattr(row, name, value)
+
+
 def backend_of(url: str) -> str:
     return make_url(url).get_backend_name()
 

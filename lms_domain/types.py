@@ -50,7 +50,3 @@ def enum_column(enum_cls: type[StrEnum], name: str) -> sa.Enum:
         values_callable=lambda members: [m.value for m in members],
         validate_strings=True,
     )
-
-
-def json_column() -> sa.JSON:
-    return sa.JSON()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,22 +24,16 @@ from lms_domain.assessments.schemas import (
     QuizCreate,
     QuizUpdate,
 )
-from lms_domain.assessments.service import QuestionWithChoices
+from lms_domain.assessments.service import QuestionWithChoices, with_choices
 from lms_domain.clock import Clock
 from lms_domain.courses.content import editable_course, readable_course
 from lms_domain.courses.models import Course, Section
 from lms_domain.courses.schemas import ListQuery
 from lms_domain.courses.service import ensure_learner_may_open
+from lms_domain.db import apply_changes
 from lms_domain.errors import Conflict, InvalidInput, NotFound
 from lms_domain.ids import new_id
 from lms_domain.pagination import paginate
-
-
-def _apply(row: Any, changes: dict[str, Any], required: set[str]) -> None:
-    for name, value in changes.items():
-        if value is None and name in required:
-            continue  # null means "unchanged" for columns that cannot be cleared
-        setattr(row, name, value)
 
 
 async def _check_section(session: AsyncSession, course: Course, section_id: uuid.UUID | None) -> None:
@@ -96,7 +89,7 @@ async def update_quiz(*, session: AsyncSession, actor: Actor, quiz_id: uuid.UUID
     changes = data.model_dump(exclude_unset=True)
     if "section_id" in changes:
         await _check_section(session, course, changes["section_id"])
-    _apply(quiz, changes, {"title_en", "position", "pass_mark_percent", "is_final", "is_published"})
+    apply_changes(quiz, changes)
     await session.flush()
     return quiz
 
@@ -112,25 +105,12 @@ async def delete_quiz(*, session: AsyncSession, actor: Actor, quiz_id: uuid.UUID
 # Questions
 
 
-async def _choices_of(session: AsyncSession, questions: Sequence[Question]) -> list[QuestionWithChoices]:
-    by_question: dict[uuid.UUID, list[QuestionChoice]] = {q.id: [] for q in questions}
-    if by_question:
-        choices = await session.scalars(
-            sa.select(QuestionChoice)
-            .where(QuestionChoice.question_id.in_(list(by_question)), QuestionChoice.deleted_at.is_(None))
-            .order_by(QuestionChoice.position, QuestionChoice.id)
-        )
-        for choice in choices:
-            by_question[choice.question_id].append(choice)
-    return [QuestionWithChoices(q, by_question[q.id]) for q in questions]
-
-
 async def _question_page(
     session: AsyncSession, quiz: Quiz, query: ListQuery
 ) -> tuple[list[QuestionWithChoices], str | None]:
     stmt = sa.select(Question).where(Question.quiz_id == quiz.id, Question.deleted_at.is_(None))
     questions, cursor = await paginate(session, stmt, Question.id, cursor=query.cursor, limit=query.limit)
-    return await _choices_of(session, questions), cursor
+    return await with_choices(session=session, questions=questions), cursor
 
 
 async def list_questions(
@@ -186,9 +166,9 @@ async def update_question(
     *, session: AsyncSession, actor: Actor, question_id: uuid.UUID, data: QuestionUpdate
 ) -> QuestionWithChoices:
     question = await _editable_question(session, actor, question_id)
-    _apply(question, data.model_dump(exclude_unset=True), {"prompt_en", "position", "points"})
+    apply_changes(question, data.model_dump(exclude_unset=True))
     await session.flush()
-    return (await _choices_of(session, [question]))[0]
+    return (await with_choices(session=session, questions=[question]))[0]
 
 
 async def delete_question(*, session: AsyncSession, actor: Actor, question_id: uuid.UUID, clock: Clock) -> None:
@@ -254,7 +234,7 @@ async def update_choice(
     changes = data.model_dump(exclude_unset=True)
     if changes.get("is_correct"):
         await _clear_other_correct(session, choice.question_id, choice.id)
-    _apply(choice, changes, {"text_en", "is_correct", "position"})
+    apply_changes(choice, changes)
     await session.flush()
     return choice
 

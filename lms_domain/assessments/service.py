@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -44,30 +44,25 @@ async def get_quiz_for(*, session: AsyncSession, learner: Learner, quiz_id: uuid
 
 async def load_questions(*, session: AsyncSession, quiz_id: uuid.UUID) -> list[QuestionWithChoices]:
     """Questions in order with their choices in order (two queries, no lazy loads)."""
-    questions = list(
-        await session.scalars(
-            sa.select(Question)
-            .where(Question.quiz_id == quiz_id, Question.deleted_at.is_(None))
-            .order_by(Question.position, Question.id)
-        )
+    questions = await session.scalars(
+        sa.select(Question)
+        .where(Question.quiz_id == quiz_id, Question.deleted_at.is_(None))
+        .order_by(Question.position, Question.id)
     )
-    choices = (
-        list(
-            await session.scalars(
-                sa.select(QuestionChoice)
-                .where(
-                    QuestionChoice.question_id.in_([q.id for q in questions]),
-                    QuestionChoice.deleted_at.is_(None),
-                )
-                .order_by(QuestionChoice.position, QuestionChoice.id)
-            )
-        )
-        if questions
-        else []
-    )
+    return await with_choices(session=session, questions=list(questions))
+
+
+async def with_choices(*, session: AsyncSession, questions: Sequence[Question]) -> list[QuestionWithChoices]:
+    """Each question with its live choices in order, in one query for all of them."""
     by_question: dict[uuid.UUID, list[QuestionChoice]] = {q.id: [] for q in questions}
-    for choice in choices:
-        by_question[choice.question_id].append(choice)
+    if by_question:
+        choices = await session.scalars(
+            sa.select(QuestionChoice)
+            .where(QuestionChoice.question_id.in_(list(by_question)), QuestionChoice.deleted_at.is_(None))
+            .order_by(QuestionChoice.position, QuestionChoice.id)
+        )
+        for choice in choices:
+            by_question[choice.question_id].append(choice)
     return [QuestionWithChoices(q, by_question[q.id]) for q in questions]
 
 

@@ -14,7 +14,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, cast
 
-import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, attributes
@@ -139,8 +138,3 @@ def install_change_capture() -> None:
     """Register the flush hook once per process (idempotent)."""
     if not event.contains(Session, "before_flush", _before_flush):
         event.listen(Session, "before_flush", _before_flush)
-
-
-def current_hlc_floor(session: Session) -> int:
-    """Highest HLC stored in the outbox; a restarted node seeds its clock from it."""
-    return int(session.execute(sa.select(sa.func.coalesce(sa.func.max(OutboxEntry.hlc), 0))).scalar_one())

@@ -27,6 +27,7 @@ from lms_domain.commerce.schemas import (
     ProductUpdate,
 )
 from lms_domain.courses.models import Course
+from lms_domain.db import apply_changes
 from lms_domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from lms_domain.ids import new_id
 from lms_domain.pagination import paginate
@@ -161,10 +162,7 @@ async def update_product(*, session: AsyncSession, actor: Actor, product_id: uui
             downgrade_to_id=changes["downgrade_to_id"],
             product_id=product.id,
         )
-    for name, value in changes.items():
-        if value is None and name in {"name_en", "is_active"}:
-            continue  # these cannot be cleared
-        setattr(product, name, value)
+    apply_changes(product, changes)
     await session.flush()
     return product
 

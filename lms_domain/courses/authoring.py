@@ -13,6 +13,7 @@ from lms_domain.access import Actor, ensure_editable, ensure_visible, owning_ins
 from lms_domain.clock import Clock
 from lms_domain.courses.models import Course, CourseTag, Tag
 from lms_domain.courses.schemas import CourseCreate, CourseListQuery, CourseUpdate
+from lms_domain.db import apply_changes
 from lms_domain.errors import Conflict, NotFound
 from lms_domain.ids import new_id
 from lms_domain.pagination import paginate
@@ -104,10 +105,7 @@ async def update_course(*, session: AsyncSession, actor: Actor, course_id: uuid.
     changes = data.model_dump(exclude_unset=True)
     if "slug" in changes and await _slug_taken(session, course.institution_id, changes["slug"], course.id):
         raise Conflict(f"a course with slug {changes['slug']!r} exists", code="slug_taken")
-    for name, value in changes.items():
-        if value is None and name in {"slug", "title_en", "summary_en", "access", "is_published"}:
-            continue  # these cannot be cleared
-        setattr(course, name, value)
+    apply_changes(course, changes)
     await session.flush()
     return course
 

@@ -31,6 +31,7 @@ from lms_domain.courses.content_schemas import (
 from lms_domain.courses.models import Asset, Course, CourseTag, Lesson, Prerequisite, Section, Tag
 from lms_domain.courses.schemas import ListQuery
 from lms_domain.courses.service import ensure_learner_may_open
+from lms_domain.db import apply_changes
 from lms_domain.errors import Conflict, InvalidInput, NotFound
 from lms_domain.ids import natural_id, new_id
 from lms_domain.pagination import paginate
@@ -62,13 +63,6 @@ async def _child(session: AsyncSession, model: type[Row], row_id: uuid.UUID, act
     return row
 
 
-def _apply(row: Any, changes: dict[str, Any], required: set[str]) -> None:
-    for name, value in changes.items():
-        if value is None and name in required:
-            continue  # null means "unchanged" for columns that cannot be cleared
-        setattr(row, name, value)
-
-
 # Sections
 
 
@@ -94,7 +88,7 @@ async def editable_section(*, session: AsyncSession, actor: Actor, section_id: u
 
 async def update_section(*, session: AsyncSession, actor: Actor, section_id: uuid.UUID, data: SectionUpdate) -> Section:
     section = await editable_section(session=session, actor=actor, section_id=section_id)
-    _apply(section, data.model_dump(exclude_unset=True), {"title_en", "position"})
+    apply_changes(section, data.model_dump(exclude_unset=True))
     await session.flush()
     return section
 
@@ -166,7 +160,7 @@ async def update_lesson(*, session: AsyncSession, actor: Actor, lesson_id: uuid.
         target = await session.get(Section, changes["section_id"])
         if target is None or target.deleted_at is not None or target.course_id != lesson.course_id:
             raise InvalidInput("the section must belong to the lesson's course", code="section_not_in_course")
-    _apply(lesson, changes, {"section_id", "title_en", "body_en", "position", "duration_minutes"})
+    apply_changes(lesson, changes)
     await session.flush()
     return lesson
 
