@@ -48,6 +48,7 @@ from lms_domain.ids import new_id
 from lms_domain.money import MINOR_PER_MAJOR, MPESA_MAX_KES, Money, round_to_whole_kes, split_vat
 from lms_domain.pagination import paginate
 from lms_domain.payments.models import Payment
+from lms_domain.payments.settlement import fulfil_order
 from lms_domain.tenancy.models import Institution, Learner
 
 INVOICE_NUMBER_ATTEMPTS = 10
@@ -334,7 +335,8 @@ async def _issue_invoice(session: AsyncSession, order: Order, priced: PricedCart
 
 async def place_order(*, session: AsyncSession, actor: Actor, data: CartRequest, clock: Clock) -> Order:
     """A pending order, its line items and its open invoice; the coupon is redeemed now,
-    so a capped code cannot be promised to more carts than it has redemptions."""
+    so a capped code cannot be promised to more carts than it has redemptions. A free order
+    is paid at once."""
     quote = await _quote(session, actor, data, clock, need_learner=True)
     learner = quote.buyer.learner
     assert learner is not None
@@ -377,6 +379,10 @@ async def place_order(*, session: AsyncSession, actor: Actor, data: CartRequest,
     )
     await session.flush()
     await _issue_invoice(session, order, quote.priced, quote.buyer, clock)
+    if order.total_minor == 0:
+        # Nothing to collect (a free course, a 100% coupon): fulfilled at once, with no payment,
+        # receipt or ledger entry, since no money moved.
+        await fulfil_order(session, order, payment=None, paid_at=now, clock=clock)
     return order
 
 

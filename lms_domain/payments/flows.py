@@ -16,7 +16,6 @@ A failure reported after a success is kept as an anomaly on its inbox row, never
 
 from __future__ import annotations
 
-import calendar
 import logging
 import uuid
 from collections.abc import Sequence
@@ -31,24 +30,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from lms_domain.access import Actor
 from lms_domain.clock import Clock
 from lms_domain.commerce.checkout import get_order
-from lms_domain.commerce.models import (
-    Invoice,
-    InvoiceStatus,
-    LineItem,
-    Order,
-    OrderStatus,
-    Price,
-    PriceInterval,
-    Product,
-    ProductKind,
-    Receipt,
-)
-from lms_domain.entitlements.models import Entitlement, EntitlementSource
+from lms_domain.commerce.models import OrderStatus
 from lms_domain.errors import Conflict, InvalidInput, NotFound
 from lms_domain.ids import new_id
-from lms_domain.ledger.accounts import MPESA_CLEARING, REVENUE, SUSPENSE, VAT_PAYABLE
 from lms_domain.ledger.service import post_entry
-from lms_domain.money import Money, split_vat
+from lms_domain.money import Money
 from lms_domain.payments.models import (
     FailureClass,
     IntentStatus,
@@ -60,13 +46,13 @@ from lms_domain.payments.models import (
 )
 from lms_domain.payments.mpesa import StkCallback, parse_stk_callback
 from lms_domain.payments.ports import MpesaGateway, PaymentGatewayError, StkPushRequest, StkStatus
+from lms_domain.payments.settlement import fulfil_order, lock_order, suspense_postings
 from lms_domain.phones import normalize_msisdn
 from lms_domain.tenancy.models import Learner, Phone
 
 log = logging.getLogger("somo.payments.flows")
 
 STK_DESCRIPTION = "Somo payment"  # TransactionDesc: at most 13 characters
-RECEIPT_NUMBER_ATTEMPTS = 10
 # A second push for the same order within this window is refused: the customer may still be
 # answering the first prompt, and Daraja would answer "unable to lock subscriber" anyway.
 PUSH_IN_FLIGHT_WINDOW = timedelta(minutes=2)
@@ -235,77 +221,6 @@ async def start_stk_payment(
 # Settling ----------------------------------------------------------------------------------
 
 
-def _add_interval(at: datetime, interval: PriceInterval) -> datetime | None:
-    if interval is PriceInterval.ONE_TIME:
-        return None
-    months = 1 if interval is PriceInterval.MONTH else 12
-    month0 = at.month - 1 + months
-    year, month = at.year + month0 // 12, month0 % 12 + 1
-    # 31 January plus a month is the last day of February, not 3 March.
-    return at.replace(year=year, month=month, day=min(at.day, calendar.monthrange(year, month)[1]))
-
-
-async def _issue_receipt(session: AsyncSession, *, invoice: Invoice, payment: Payment, clock: Clock) -> Receipt:
-    """RCT-000001, RCT-000002... per institution; the unique constraint settles a race."""
-    now = clock.now()
-    for _ in range(RECEIPT_NUMBER_ATTEMPTS):
-        issued = await session.scalar(
-            sa.select(sa.func.count()).select_from(Receipt).where(Receipt.institution_id == invoice.institution_id)
-        )
-        receipt = Receipt(
-            id=new_id(),
-            institution_id=invoice.institution_id,
-            invoice_id=invoice.id,
-            payment_id=payment.id,
-            number=f"RCT-{(issued or 0) + 1:06d}",
-            currency=payment.currency,
-            amount_minor=payment.amount_minor,
-            issued_at=now,
-            created_at=now,
-            updated_at=now,
-        )
-        try:
-            async with session.begin_nested():
-                session.add(receipt)
-        except IntegrityError:
-            continue
-        return receipt
-    raise Conflict("receipt numbering is busy; try again", code="receipt_number_busy", retry_after_s=1)
-
-
-async def _grant_entitlements(session: AsyncSession, order: Order, paid_at: datetime) -> None:
-    rows = await session.execute(
-        sa.select(Product, Price)
-        .join(LineItem, LineItem.product_id == Product.id)
-        .join(Price, Price.id == LineItem.price_id)
-        .where(LineItem.order_id == order.id)
-        .order_by(LineItem.id)
-    )
-    for product, price in rows:
-        is_course = product.kind is ProductKind.COURSE
-        session.add(
-            Entitlement(
-                id=new_id(),
-                institution_id=order.institution_id,
-                learner_id=order.learner_id,
-                product_id=product.id,
-                course_id=product.course_id if is_course else None,
-                source=EntitlementSource.PURCHASE,
-                source_id=order.id,
-                valid_from=paid_at,
-                valid_until=None if is_course else _add_interval(paid_at, price.interval),
-            )
-        )
-
-
-def _settlement_postings(amount_minor: int, vat_rate_bp: int) -> list[tuple[str, int]]:
-    vat = split_vat(Money(amount_minor), vat_rate_bp)
-    postings = [(MPESA_CLEARING, amount_minor), (REVENUE, -vat.net.amount_minor)]
-    if vat.vat.amount_minor:
-        postings.append((VAT_PAYABLE, -vat.vat.amount_minor))
-    return postings
-
-
 async def settle_intent(
     session: AsyncSession,
     intent: PaymentIntent,
@@ -354,30 +269,16 @@ async def settle_intent(
     session.add(payment)
     await session.flush()  # (provider, receipt) and intent_id are unique: a double settle stops here
 
-    order = (
-        await session.scalar(
-            sa.select(Order)
-            .where(Order.id == intent.order_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        if intent.order_id is not None
-        else None
-    )
-    invoice = (
-        await session.scalar(sa.select(Invoice).where(Invoice.order_id == order.id)) if order is not None else None
-    )
-    if order is not None and invoice is not None and order.status is OrderStatus.PENDING:
-        postings = _settlement_postings(amount, invoice.vat_rate_bp)
-        order.status, order.paid_at, order.updated_at = OrderStatus.PAID, paid_at, now
-        invoice.status, invoice.updated_at = InvoiceStatus.PAID, now
-        await _issue_receipt(session, invoice=invoice, payment=payment, clock=clock)
-        await _grant_entitlements(session, order, paid_at)
+    order = await lock_order(session, intent.order_id) if intent.order_id is not None else None
+    if order is not None and order.status is OrderStatus.PENDING:
+        postings = await fulfil_order(session, order, payment=payment, paid_at=paid_at, clock=clock)
     else:
+        postings = []
+    if not postings:
         # Money arrived for an order that is no longer payable (another prompt paid it first, or
-        # it was cancelled): hold it in suspense for a refund instead of selling twice.
+        # it was cancelled), or for no order at all: hold it in suspense for a refund or a match.
         log.warning("intent %s settled for an order that is not pending; held in suspense", intent.id)
-        postings = [(MPESA_CLEARING, amount), (SUSPENSE, -amount)]
+        postings = suspense_postings(payment)
     await post_entry(
         session,
         institution_id=intent.institution_id,
@@ -385,7 +286,7 @@ async def settle_intent(
         source_type=LEDGER_SOURCE,
         source_id=intent.id,
         occurred_at=paid_at,
-        description=f"M-Pesa {receipt} for intent {intent.id}",
+        description=f"{intent.provider.value} {receipt} for intent {intent.id}",
         postings=postings,
         currency=intent.currency,
     )

@@ -145,3 +145,153 @@ def parse_stk_callback(body: bytes, *, strict: bool = True) -> StkCallback:
         amount_minor=int(shillings) * MINOR_PER_MAJOR["KES"],
         paid_at=_transaction_date(items.get("TransactionDate")),
     )
+
+
+# C2B (paybill) --------------------------------------------------------------------------------
+
+# Validation reject codes (§7.4).
+C2B_INVALID_ACCOUNT = "C2B00012"
+C2B_INVALID_AMOUNT = "C2B00013"
+C2B_INVALID_SHORTCODE = "C2B00015"
+C2B_OTHER_ERROR = "C2B00016"
+
+
+@dataclass(frozen=True, slots=True)
+class C2BPayment:
+    """A paybill payment the customer started (§7.3); the same shape serves validation and
+    confirmation. ``msisdn`` may be masked (``2547 ***** 126``): never key on it."""
+
+    trans_id: str
+    trans_type: str
+    amount_minor: int
+    shortcode: str
+    bill_ref: str
+    msisdn: str
+    payer_name: str
+    trans_time: datetime | None = None
+    invoice_number: str = ""
+    third_party_trans_id: str = ""
+    org_balance: str = ""
+
+
+def _text(payload: dict[str, Any], key: str, limit: int) -> str:
+    value = payload.get(key)
+    if value is None:
+        return ""
+    if isinstance(value, bool | dict | list):
+        raise InvalidInput(f"{key} is not text", code="mpesa_c2b_malformed")
+    return str(value).strip()[:limit]
+
+
+def parse_c2b_payload(body: bytes) -> C2BPayment:
+    """Parse a C2B validation or confirmation body; ``InvalidInput`` without TransID or a whole amount.
+
+    All values arrive as strings (``"5.00"``); an amount with cents is refused, since M-Pesa
+    moves whole shillings and a fraction means the body is not what it claims to be.
+    """
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidInput("the C2B body is not JSON", code="mpesa_c2b_not_json") from exc
+    if not isinstance(payload, dict):
+        raise InvalidInput("the C2B body is not an object", code="mpesa_c2b_malformed")
+    trans_id = _text(payload, "TransID", 64)
+    if not trans_id:
+        raise InvalidInput("the C2B body has no TransID", code="mpesa_c2b_malformed")
+    try:
+        shillings = Decimal(_text(payload, "TransAmount", 32) or "x")
+    except InvalidOperation:
+        shillings = Decimal(-1)
+    if not shillings.is_finite() or shillings <= 0 or shillings != shillings.to_integral_value():
+        raise InvalidInput("the C2B body has no whole TransAmount", code="mpesa_c2b_malformed")
+    names = (_text(payload, part, 60) for part in ("FirstName", "MiddleName", "LastName"))
+    return C2BPayment(
+        trans_id=trans_id,
+        trans_type=_text(payload, "TransactionType", 32),
+        amount_minor=int(shillings) * MINOR_PER_MAJOR["KES"],
+        shortcode=_text(payload, "BusinessShortCode", 16),
+        bill_ref=_text(payload, "BillRefNumber", 64),
+        msisdn=_text(payload, "MSISDN", 32),
+        payer_name=" ".join(name for name in names if name)[:200],
+        trans_time=_transaction_date(_text(payload, "TransTime", 14)),
+        invoice_number=_text(payload, "InvoiceNumber", 64),
+        third_party_trans_id=_text(payload, "ThirdPartyTransID", 64),
+        org_balance=_text(payload, "OrgAccountBalance", 32),
+    )
+
+
+# Asynchronous results: Transaction Status and Reversal (§8, §9) -------------------------------
+
+REVERSAL_ALREADY_REVERSED = "R000001"
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncResult:
+    """``{"Result": {...}}`` POSTed to a ResultURL. ``parameters`` is a multimap: keys repeat
+    (``DebitPartyName`` twice) and some carry no value at all (§8)."""
+
+    conversation_id: str
+    originator_conversation_id: str
+    result_code: str
+    result_desc: str
+    result_type: str
+    transaction_id: str
+    parameters: dict[str, list[Any]]
+
+    @property
+    def succeeded(self) -> bool:
+        return self.result_code == "0"
+
+    def first(self, key: str) -> Any:
+        """The first value under ``key``, or ``None``."""
+        values = self.parameters.get(key)
+        return values[0] if values else None
+
+    def amount_minor(self, key: str = "Amount") -> int | None:
+        """A whole-shilling amount given as a string (TS) or a number (Reversal), in cents."""
+        raw = self.first(key)
+        try:
+            shillings = Decimal(str(raw))
+        except InvalidOperation:
+            return None
+        if not shillings.is_finite() or shillings <= 0 or shillings != shillings.to_integral_value():
+            return None
+        return int(shillings) * MINOR_PER_MAJOR["KES"]
+
+    def time(self, key: str) -> datetime | None:
+        return _transaction_date(self.first(key))
+
+
+def parse_async_result(body: bytes) -> AsyncResult:
+    """Parse a Transaction Status or Reversal result; ``InvalidInput`` without a ConversationID."""
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidInput("the result body is not JSON", code="mpesa_result_not_json") from exc
+    result = payload.get("Result") if isinstance(payload, dict) else None
+    if not isinstance(result, dict):
+        raise InvalidInput("the result has no Result object", code="mpesa_result_malformed")
+    conversation_id = result.get("ConversationID")
+    raw_code = result.get("ResultCode")
+    if not isinstance(conversation_id, str) or not conversation_id or len(conversation_id) > 128:
+        raise InvalidInput("the result has no ConversationID", code="mpesa_result_malformed")
+    if raw_code is None or isinstance(raw_code, bool | dict | list):
+        raise InvalidInput("the result has no ResultCode", code="mpesa_result_malformed")
+    parameters: dict[str, list[Any]] = {}
+    container = result.get("ResultParameters")
+    items = container.get("ResultParameter") if isinstance(container, dict) else None
+    if isinstance(items, dict):  # a single parameter may come unwrapped
+        items = [items]
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("Key"), str) and "Value" in item:
+            parameters.setdefault(item["Key"], []).append(item["Value"])
+    return AsyncResult(
+        conversation_id=conversation_id,
+        originator_conversation_id=str(result.get("OriginatorConversationID", ""))[:128],
+        result_code=str(raw_code).strip(),
+        result_desc=str(result.get("ResultDesc", ""))[:255],
+        # 0 completed, 1 waiting for further messages; an int on some pages, a string on others.
+        result_type=str(result.get("ResultType", "0")).strip(),
+        transaction_id=str(result.get("TransactionID", ""))[:64],
+        parameters=parameters,
+    )

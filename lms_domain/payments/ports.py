@@ -106,3 +106,39 @@ class MpesaGateway(Protocol):
     async def stk_query(self, checkout_request_id: str) -> StkQueryResult:
         """Ask for the state of a push; "still being processed" comes back as ``PENDING``."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncRequestAccepted:
+    """Daraja queued an org API request (Transaction Status, Reversal); the result comes later,
+    POSTed to the ResultURL and keyed on ``conversation_id``/``originator_conversation_id``."""
+
+    originator_conversation_id: str
+    conversation_id: str
+    response_description: str = ""
+
+
+class MpesaOrgApi(Protocol):
+    """Daraja's organisation APIs: paybill URL registration, Transaction Status and Reversal.
+
+    Kept apart from ``MpesaGateway`` because they need an API operator (Initiator and its
+    RSA-encrypted SecurityCredential) that a school may not have, and answer asynchronously.
+    """
+
+    async def register_c2b_urls(
+        self, *, shortcode: str, confirmation_url: str, validation_url: str, response_type: str = "Completed"
+    ) -> None:
+        """Register the paybill's confirmation and validation URLs (``ResponseType`` Completed|Cancelled)."""
+        ...
+
+    async def transaction_status(
+        self, transaction_id: str, *, result_url: str, timeout_url: str, remarks: str = "Reconciliation"
+    ) -> AsyncRequestAccepted:
+        """Ask for the status of a receipt (``TransactionID``); the answer is POSTed to ``result_url``."""
+        ...
+
+    async def reverse(
+        self, transaction_id: str, amount: Money, *, result_url: str, timeout_url: str, remarks: str
+    ) -> AsyncRequestAccepted:
+        """Reverse a whole receipt (full reversals only); the answer is POSTed to ``result_url``."""
+        ...

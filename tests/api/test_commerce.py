@@ -189,6 +189,25 @@ async def test_a_percentage_coupon_rounds_to_whole_shillings(world: World) -> No
     assert status == 409 and body["code"] == "order_not_pending"
 
 
+async def test_a_free_order_is_paid_at_once_with_access_and_no_money_moved(world: World) -> None:
+    _, price = await sell(world, world.a, shillings=200)
+    admin, learner = world.a.tokens["institution_admin"], world.a.tokens["learner"]
+    await ok(world, "POST", "/coupons", admin, 201, json={"code": "BURE", "percent_off": 100})
+    order = await ok(world, "POST", "/orders", learner, 201, json=cart(price["id"], coupon="BURE"))
+    assert order["total_minor"] == 0 and order["status"] == "paid" and order["invoice"]["status"] == "paid"
+    async with world.makers() as session:
+        [subscription] = (
+            await session.scalars(sa.select(Subscription).where(Subscription.learner_id == world.a.learner.id))
+        ).all()
+        assert subscription.status is SubscriptionStatus.ACTIVE
+        assert await session.scalar(sa.select(sa.func.count()).select_from(Payment)) == 0
+        assert await session.scalar(sa.select(sa.func.count()).select_from(Receipt)) == 0
+    status, body = await world.call(
+        "POST", V1 + f"/orders/{order['id']}/payments", learner, json={"phone": "0712345678"}
+    )
+    assert status == 409 and body["code"] == "order_not_pending"
+
+
 async def test_unknown_expired_and_inactive_coupons_are_invalid(world: World) -> None:
     _, price = await sell(world, world.a)
     admin, learner = world.a.tokens["institution_admin"], world.a.tokens["learner"]

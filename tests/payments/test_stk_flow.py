@@ -53,6 +53,7 @@ from lms_domain.payments.models import (
     WebhookStatus,
 )
 from lms_domain.payments.ports import StkPushAccepted, StkPushRequest, StkQueryResult, StkStatus
+from lms_domain.subscriptions.models import Subscription, SubscriptionStatus
 from lms_domain.tenancy.models import Role
 from server.app import create_app
 from server.keys import callback_tasks_key, mpesa_gateways_key, sessionmaker_key
@@ -215,11 +216,16 @@ async def test_a_paid_prompt_settles_the_order_once_with_receipt_ledger_and_enti
         assert sum(books.values()) == 0
         assert books["mpesa_clearing"] == 30_000 and books["revenue"] + books["vat_payable"] == -30_000
         assert books["vat_payable"] == -(30_000 * 1600 // 11600 + 1)  # VAT rounded half-up: 4138
+        # A monthly price starts a subscription, and the entitlement follows its period.
+        [subscription] = (
+            await session.scalars(sa.select(Subscription).where(Subscription.learner_id == shop.school.learner.id))
+        ).all()
+        assert subscription.status is SubscriptionStatus.ACTIVE
         [entitlement] = (
-            await session.scalars(sa.select(Entitlement).where(Entitlement.source_id == uuid.UUID(order["id"])))
+            await session.scalars(sa.select(Entitlement).where(Entitlement.source_id == subscription.id))
         ).all()
         assert entitlement.learner_id == shop.school.learner.id and entitlement.course_id is None
-        assert entitlement.valid_until is not None
+        assert entitlement.valid_until == subscription.current_period_end
         assert timedelta(days=28) <= entitlement.valid_until - entitlement.valid_from <= timedelta(days=31)
         [event] = (await session.scalars(sa.select(WebhookEvent))).all()
         assert event.status is WebhookStatus.PROCESSED and event.event_key == intent["checkout_request_id"]
