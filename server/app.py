@@ -12,7 +12,7 @@ from server.api.docs import add_docs_routes
 from server.api.openapi import build_openapi
 from server.api.registry import register
 from server.auth.verified import VerifiedTokens
-from server.contexts import database_ctx, kv_ctx, mpesa_ctx
+from server.contexts import database_ctx, gateways_ctx, kv_ctx
 from server.keys import (
     buckets_key,
     certificate_renderer_key,
@@ -24,6 +24,7 @@ from server.keys import (
 )
 from server.middlewares import problem_middleware, request_id_middleware
 from server.pdf.certificate import FpdfCertificateRenderer
+from server.poller import poller_ctx
 from server.ratelimit import rate_limit_middleware
 from server.settings import Settings
 
@@ -57,7 +58,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, hasher: Hasher
     app[verified_tokens_key] = VerifiedTokens()
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(kv_ctx)
-    app.cleanup_ctx.append(mpesa_ctx)
+    app.cleanup_ctx.append(gateways_ctx)
+    app.cleanup_ctx.append(poller_ctx)
     # Last, so it is cleaned up first: callback settlement drains while the database is open.
     app.cleanup_ctx.append(callbacks.callback_tasks_ctx)
     app.add_routes(health.routes)

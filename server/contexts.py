@@ -16,15 +16,15 @@ from server.keys import (
     buckets_key,
     clock_key,
     engine_key,
+    gateways_key,
     kv_key,
-    mpesa_gateways_key,
     read_sessionmaker_key,
     sessionmaker_key,
     settings_key,
     sync_context_key,
 )
 from server.kv import KeyValueStore, MemoryStore, RedisStore
-from server.providers.mpesa import MpesaGateways
+from server.providers.gateways import ProviderGateways
 from server.ratelimit import Buckets, MemoryBuckets, RedisBuckets
 
 log = logging.getLogger("somo.server")
@@ -67,8 +67,8 @@ async def kv_ctx(app: web.Application) -> AsyncIterator[None]:
     await store.close()
 
 
-async def mpesa_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The Daraja gateways and the one outbound HTTP session they share."""
+async def gateways_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The provider gateways (Daraja, Airtel) and the one outbound HTTP session they share."""
     async with aiohttp.ClientSession() as http:
-        app[mpesa_gateways_key] = MpesaGateways(app[settings_key].payments, http, app[clock_key])
+        app[gateways_key] = ProviderGateways(app[settings_key], http, app[clock_key])
         yield

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -13,7 +14,7 @@ from lms_domain.clock import Clock
 from lms_domain.security import Hasher
 from server.auth.verified import VerifiedTokens
 from server.kv import KeyValueStore
-from server.providers.mpesa import MpesaGateways
+from server.providers.gateways import ProviderGateways
 from server.ratelimit import Buckets
 from server.settings import Settings
 from server.tasks import BackgroundTasks
@@ -28,9 +29,10 @@ kv_key = web.AppKey("kv", KeyValueStore)
 buckets_key = web.AppKey("buckets", Buckets)
 certificate_renderer_key = web.AppKey("certificate_renderer", CertificateRenderer)
 hasher_key = web.AppKey("hasher", Hasher)
-mpesa_gateways_key = web.AppKey("mpesa_gateways", MpesaGateways)
+gateways_key = web.AppKey("gateways", ProviderGateways)
 # Callback processing that outlives its request: drained before the database closes.
 callback_tasks_key = web.AppKey("callback_tasks", BackgroundTasks)
+poller_task_key = web.AppKey("payments_poller", asyncio.Task[None])
 
 openapi_key = web.AppKey("openapi", dict[str, Any])
 verified_tokens_key = web.AppKey("verified_tokens", VerifiedTokens)

@@ -94,6 +94,18 @@ class SecuritySettings(BaseModel):
     refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=3600)
 
 
+class ProviderCredentials(BaseModel):
+    """One institution's own provider credentials; empty fields fall back to the defaults."""
+
+    consumer_key: SecretStr | None = None
+    consumer_secret: SecretStr | None = None
+    passkey: SecretStr | None = None
+    initiator: str | None = None
+    security_credential: SecretStr | None = None
+    client_id: SecretStr | None = None
+    client_secret: SecretStr | None = None
+
+
 class PaymentsSettings(BaseModel):
     simulator_url: str = "http://127.0.0.1:8090"
     mpesa_consumer_key: SecretStr = SecretStr("dev-mpesa-consumer-key")
@@ -103,8 +115,39 @@ class PaymentsSettings(BaseModel):
     mpesa_shortcode: str = Field(default="174379", pattern=r"^\d{5,7}$")
     # The unguessable path segment of every provider callback URL (/callbacks/mpesa/<secret>/...).
     callback_secret: SecretStr = SecretStr("dev-callback-secret")
+    # API operator for Transaction Status and Reversal; the credential is the initiator password
+    # already RSA-encrypted with Safaricom's certificate (the simulator accepts any value).
+    mpesa_initiator: str = "somo-api"
+    mpesa_security_credential: SecretStr = SecretStr("dev-mpesa-security-credential")
     airtel_client_id: SecretStr = SecretStr("dev-airtel-client-id")
     airtel_client_secret: SecretStr = SecretStr("dev-airtel-client-secret")
+    # The secret behind Airtel's callback ``hash``; log_only records a mismatch, enforce ignores it.
+    airtel_callback_hash_secret: SecretStr = SecretStr("dev-airtel-callback-hash-secret")
+    airtel_hash_mode: Literal["log_only", "enforce"] = "log_only"
+    # Empty means the simulator: an institution's ProviderAccount.base_url wins when it is set.
+    mpesa_base_url: str = ""
+    airtel_base_url: str = ""
+    # Source addresses allowed to call /callbacks (CIDRs, e.g. Safaricom's 196.201.212.0/22).
+    callback_allowlist: list[str] = Field(default_factory=list)
+    callback_allowlist_mode: Literal["off", "log_only", "enforce"] = "off"
+    # Intents with no answer after this long are asked about (STK Query, Airtel enquiry).
+    poll_after_s: float = Field(default=60.0, ge=1)
+    poll_interval_s: float = Field(default=30.0, ge=0)  # 0 switches the poller off
+    # Per-institution credentials, named by ProviderAccount.credentials_ref:
+    # SOMO_PAYMENTS__CREDENTIALS__<REF>__CONSUMER_KEY=... (missing fields fall back to the above).
+    credentials: dict[str, ProviderCredentials] = Field(default_factory=dict)
+
+    @field_validator("callback_allowlist")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not an IP address or CIDR network") from None
+        return value
 
 
 class UssdSettings(BaseModel):

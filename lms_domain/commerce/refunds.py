@@ -1,8 +1,8 @@
 """Refund requests and the admin decision on them.
 
 A request records who wants how much back; an institution admin approves or rejects it.
-Sending the money back (M-Pesa B2C reversal, Airtel refund) is the payments issue's job:
-it picks approved refunds up and moves them through processing to succeeded or failed.
+Sending the money back (a full M-Pesa Reversal or Airtel refund) is
+``lms_domain.payments.reversals``: approved, then processing, then succeeded or failed.
 """
 
 from __future__ import annotations
@@ -116,7 +116,10 @@ async def _decide(
 ) -> Refund:
     refund = await get_refund(session=session, actor=actor, refund_id=refund_id, for_update=True)
     actor.require_admin()
-    if refund.status is not RefundStatus.REQUESTED:
+    # An approved refund not yet sent may still be rejected (say, a partial one the provider
+    # cannot reverse); once processing, the money is on its way.
+    decidable = (RefundStatus.REQUESTED, RefundStatus.APPROVED) if outcome is RefundStatus.REJECTED else ()
+    if refund.status is not RefundStatus.REQUESTED and refund.status not in decidable:
         raise Conflict(f"the refund is already {refund.status.value}", code="refund_not_requested")
     now = clock.now()
     refund.status = outcome
@@ -127,8 +130,8 @@ async def _decide(
 
 
 async def approve_refund(*, session: AsyncSession, actor: Actor, refund_id: uuid.UUID, clock: Clock) -> Refund:
-    """Approve a requested refund. This records the decision only: the money goes back
-    when the payments issue (#4) sends approved refunds to M-Pesa or Airtel."""
+    """Approve a requested refund. This records the decision only: ``reversals.send_refund``
+    sends the money back."""
     refund = await _decide(session, actor, refund_id, clock, RefundStatus.APPROVED)
     await session.flush()
     return refund

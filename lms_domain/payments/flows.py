@@ -35,6 +35,7 @@ from lms_domain.errors import Conflict, InvalidInput, NotFound
 from lms_domain.ids import new_id
 from lms_domain.ledger.service import post_entry
 from lms_domain.money import Money
+from lms_domain.payments.airtel import AirtelCollectionRequest, AirtelEnquiryResult
 from lms_domain.payments.models import (
     FailureClass,
     IntentStatus,
@@ -45,7 +46,14 @@ from lms_domain.payments.models import (
     WebhookStatus,
 )
 from lms_domain.payments.mpesa import StkCallback, parse_stk_callback
-from lms_domain.payments.ports import MpesaGateway, PaymentGatewayError, StkPushRequest, StkStatus
+from lms_domain.payments.ports import (
+    FixedGateways,
+    Gateways,
+    MpesaGateway,
+    PaymentGatewayError,
+    StkPushRequest,
+    StkStatus,
+)
 from lms_domain.payments.settlement import fulfil_order, lock_order, suspense_postings
 from lms_domain.phones import normalize_msisdn
 from lms_domain.tenancy.models import Learner, Phone
@@ -95,6 +103,7 @@ async def _create_intent(
     msisdn: str | None,
     idempotency_key: str,
     clock: Clock,
+    provider: Provider = Provider.MPESA,
 ) -> PaymentIntent:
     existing = await session.scalar(sa.select(PaymentIntent).where(PaymentIntent.idempotency_key == idempotency_key))
     if existing is not None:
@@ -122,12 +131,15 @@ async def _create_intent(
         )
     learner = await session.get(Learner, order.learner_id)
     assert learner is not None  # foreign key
+    intent_id = new_id()
     intent = PaymentIntent(
-        id=new_id(),
+        id=intent_id,
         institution_id=order.institution_id,
         learner_id=learner.id,
         order_id=order.id,
-        provider=Provider.MPESA,
+        provider=provider,
+        # Airtel's transaction id is ours, so it is known (and matchable) before the push.
+        provider_request_id=airtel_transaction_id(intent_id) if provider is Provider.AIRTEL else None,
         currency=order.currency,
         amount_minor=order.total_minor,
         msisdn=await _payer_msisdn(session, learner, msisdn),
@@ -155,6 +167,39 @@ async def _locked_intent(session: AsyncSession, intent_id: uuid.UUID) -> Payment
     return intent
 
 
+def airtel_transaction_id(intent_id: uuid.UUID) -> str:
+    """Our Airtel ``transaction.id`` for an intent: unique, and never reused for a retry."""
+    return intent_id.hex.upper()
+
+
+async def start_order_payment(
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    actor: Actor,
+    order_id: uuid.UUID,
+    msisdn: str | None,
+    idempotency_key: str,
+    provider: Provider,
+    gateways: Gateways,
+    clock: Clock,
+) -> PaymentIntent:
+    """Prompt the payer's phone for an order's total; the answer is the intent, ``pending``.
+
+    Replaying an ``idempotency_key`` returns its intent without pushing again.
+    """
+    async with sessions() as session, session.begin():
+        intent = await _create_intent(
+            session,
+            actor=actor,
+            order_id=order_id,
+            msisdn=msisdn,
+            idempotency_key=idempotency_key,
+            clock=clock,
+            provider=provider,
+        )
+    return await push_intent(sessions=sessions, intent=intent, gateways=gateways, clock=clock)
+
+
 async def start_stk_payment(
     *,
     sessions: async_sessionmaker[AsyncSession],
@@ -166,28 +211,72 @@ async def start_stk_payment(
     clock: Clock,
     callback_url: str,
 ) -> PaymentIntent:
-    """Prompt the payer's phone for an order's total; the answer is the intent, ``pending``.
+    """``start_order_payment`` with M-Pesa and one given gateway."""
+    return await start_order_payment(
+        sessions=sessions,
+        actor=actor,
+        order_id=order_id,
+        msisdn=msisdn,
+        idempotency_key=idempotency_key,
+        provider=Provider.MPESA,
+        gateways=FixedGateways(mpesa=gateway, stk_callback_url=callback_url),
+        clock=clock,
+    )
+
+
+async def _send(
+    intent: PaymentIntent, sessions: async_sessionmaker[AsyncSession], gateways: Gateways
+) -> tuple[str, str | None]:
+    """Send the provider request for ``intent``; (provider request id, merchant request id).
+
+    The gateway is looked up in a session closed before the call: no transaction (and on
+    SQLite no write lock) is held while the provider answers.
+    """
+    amount = Money(intent.amount_minor, intent.currency)
+    if intent.provider is Provider.AIRTEL:
+        async with sessions() as session, session.begin():
+            airtel = await gateways.airtel_for(session, intent.institution_id)
+        assert intent.provider_request_id is not None  # set at creation
+        accepted_airtel = await airtel.collect(
+            AirtelCollectionRequest(
+                amount=amount,
+                msisdn=intent.msisdn,
+                reference=intent.account_reference,
+                transaction_id=intent.provider_request_id,
+                callback_url=gateways.airtel_callback_url,
+            )
+        )
+        return accepted_airtel.transaction_id, None
+    async with sessions() as session, session.begin():
+        mpesa = await gateways.mpesa_for(session, intent.institution_id)
+    accepted = await mpesa.stk_push(
+        StkPushRequest(
+            amount=amount,
+            msisdn=intent.msisdn,
+            account_reference=intent.account_reference,
+            description=intent.description,
+            callback_url=gateways.stk_callback_url,
+        )
+    )
+    return accepted.checkout_request_id, accepted.merchant_request_id
+
+
+async def push_intent(
+    *, sessions: async_sessionmaker[AsyncSession], intent: PaymentIntent, gateways: Gateways, clock: Clock
+) -> PaymentIntent:
+    """Send a ``created`` intent to its provider and record the answer; any other intent is
+    returned as it is.
 
     Three units of work, so no database transaction is held open across the provider call and
     a crash mid-way leaves a ``created`` intent behind rather than an untracked prompt: the
-    intent is committed, the push is sent, then the CheckoutRequestID is recorded. Replaying
-    an ``idempotency_key`` returns its intent without pushing again.
+    intent is committed (by the caller), the push is sent, then the provider's id is recorded.
     """
-    async with sessions() as session, session.begin():
-        intent = await _create_intent(
-            session, actor=actor, order_id=order_id, msisdn=msisdn, idempotency_key=idempotency_key, clock=clock
-        )
-    if intent.status is not IntentStatus.CREATED or intent.provider_request_id is not None:
+    if intent.status is not IntentStatus.CREATED or (
+        intent.provider is Provider.MPESA and intent.provider_request_id is not None
+    ):
         return intent
-    request = StkPushRequest(
-        amount=Money(intent.amount_minor, intent.currency),
-        msisdn=intent.msisdn,
-        account_reference=intent.account_reference,
-        description=intent.description,
-        callback_url=callback_url,
-    )
     try:
-        accepted = await gateway.stk_push(request)
+        request_id, merchant_id = await _send(intent, sessions, gateways)
     except (PaymentGatewayError, InvalidInput) as exc:
         failure = exc.failure_class if isinstance(exc, PaymentGatewayError) else FailureClass.CONFIGURATION
         unknown = bool(exc.extra.get("outcome_unknown"))
@@ -207,14 +296,16 @@ async def start_stk_payment(
         intent = await _locked_intent(session, intent.id)
         if intent.status is IntentStatus.CREATED:
             intent.status = IntentStatus.PENDING
-            intent.provider_request_id = accepted.checkout_request_id
-            intent.merchant_request_id = accepted.merchant_request_id
+            intent.provider_request_id = request_id
+            intent.merchant_request_id = merchant_id
             intent.requested_at = clock.now()
             intent.updated_at = clock.now()
+    if intent.provider is not Provider.MPESA:
+        return intent
     # The callback may have overtaken the commit above and waited in the inbox for the
     # CheckoutRequestID: settle it now rather than at the next poll.
     async with sessions() as session, session.begin():
-        await process_waiting_events(session, accepted.checkout_request_id, clock)
+        await process_waiting_events(session, request_id, clock)
         return await _locked_intent(session, intent.id)
 
 
@@ -270,10 +361,15 @@ async def settle_intent(
     await session.flush()  # (provider, receipt) and intent_id are unique: a double settle stops here
 
     order = await lock_order(session, intent.order_id) if intent.order_id is not None else None
+    postings: list[tuple[str, int]] = []
     if order is not None and order.status is OrderStatus.PENDING:
         postings = await fulfil_order(session, order, payment=payment, paid_at=paid_at, clock=clock)
-    else:
-        postings = []
+    elif intent.subscription_id is not None:
+        from lms_domain.payments.renewals import renewal_for_intent, settle_renewal
+
+        subscription = await renewal_for_intent(session, intent)
+        if subscription is not None:
+            postings = await settle_renewal(session, subscription, payment=payment, clock=clock)
     if not postings:
         # Money arrived for an order that is no longer payable (another prompt paid it first, or
         # it was cancelled), or for no order at all: hold it in suspense for a refund or a match.
@@ -296,13 +392,19 @@ async def settle_intent(
     return Settlement(payment=payment, created=True)
 
 
-async def _fail_intent(intent: PaymentIntent, code: str, desc: str, failure: FailureClass, clock: Clock) -> bool:
-    """Mark a not-yet-final intent failed; False when it is already final."""
+async def _fail_intent(
+    session: AsyncSession, intent: PaymentIntent, code: str, desc: str, failure: FailureClass, clock: Clock
+) -> bool:
+    """Mark a not-yet-final intent failed (and its renewal attempt); False when already final."""
     if intent.status not in (IntentStatus.CREATED, IntentStatus.PENDING, IntentStatus.UNKNOWN):
         return False
     intent.status = IntentStatus.FAILED
     intent.result_code, intent.result_desc, intent.failure_class = code, desc[:255], failure
     intent.resolved_at = intent.updated_at = clock.now()
+    if intent.subscription_id is not None:
+        from lms_domain.payments.renewals import record_renewal_failure
+
+        await record_renewal_failure(session, intent, clock)
     return True
 
 
@@ -367,7 +469,7 @@ async def _apply_callback(session: AsyncSession, event: WebhookEvent, callback: 
             clock,
             f"anomaly: ResultCode {callback.result_code} ({callback.result_desc}) after the intent settled",
         )
-    elif await _fail_intent(intent, callback.result_code, callback.result_desc, failure, clock):
+    elif await _fail_intent(session, intent, callback.result_code, callback.result_desc, failure, clock):
         _finish(event, WebhookStatus.PROCESSED, clock)
     else:
         _finish(event, WebhookStatus.IGNORED, clock, "duplicate: the intent had already failed")
@@ -439,7 +541,12 @@ async def apply_query_result(
         )
     elif answer.status is StkStatus.FAILED:
         await _fail_intent(
-            intent, answer.result_code or "", answer.result_desc, answer.failure_class or FailureClass.TRANSIENT, clock
+            session,
+            intent,
+            answer.result_code or "",
+            answer.result_desc,
+            answer.failure_class or FailureClass.TRANSIENT,
+            clock,
         )
     if answer.status is not StkStatus.PENDING:
         # A contested success has its answer now: stop asking about it.
@@ -501,3 +608,112 @@ async def reconcile_pending(
         except PaymentGatewayError as exc:
             log.warning("STK Query for intent %s failed: %s", intent_id, exc.detail)
     return results
+
+
+# Airtel Money --------------------------------------------------------------------------------
+
+AIRTEL_CALLBACK_KIND = "airtel_callback"
+
+
+async def apply_airtel_enquiry(
+    session: AsyncSession, intent_id: uuid.UUID, result: AirtelEnquiryResult, clock: Clock
+) -> IntentStatus:
+    """Apply an enquiry answer: only ``TS`` settles, ``TF``/``TE`` fail, ``TA``/``TIP`` wait."""
+    intent = await _locked_intent(session, intent_id)
+    if result.succeeded:
+        await settle_intent(
+            session,
+            intent,
+            result.airtel_money_id or intent.provider_request_id or "",
+            intent.amount_minor if result.amount_minor is None else result.amount_minor,
+            clock.now(),
+            SettlementSource.QUERY,
+            clock=clock,
+        )
+    elif result.status.is_final:
+        if intent.status is IntentStatus.SUCCEEDED:
+            log.warning("Airtel enquiry answered %s for settled intent %s: anomaly", result.status, intent.id)
+        await _fail_intent(
+            session,
+            intent,
+            result.response_code or result.status.value,
+            result.message,
+            result.failure_class or FailureClass.TRANSIENT,
+            clock,
+        )
+    return intent.status
+
+
+async def enquire_airtel(
+    *, sessions: async_sessionmaker[AsyncSession], intent_id: uuid.UUID, gateways: Gateways, clock: Clock
+) -> IntentStatus:
+    """Ask Airtel about one intent and apply the answer; no transaction is held across the call."""
+    async with sessions() as session:
+        intent = await session.get(PaymentIntent, intent_id)
+        if intent is None or intent.provider is not Provider.AIRTEL or intent.provider_request_id is None:
+            raise NotFound("Airtel payment intent not found")
+        gateway = await gateways.airtel_for(session, intent.institution_id)
+        transaction_id, status = intent.provider_request_id, intent.status
+    if status in (IntentStatus.SUCCEEDED, IntentStatus.CANCELLED, IntentStatus.EXPIRED):
+        return status
+    result = await gateway.enquire(transaction_id)
+    async with sessions() as session, session.begin():
+        return await apply_airtel_enquiry(session, intent_id, result, clock)
+
+
+async def process_airtel_callback(
+    *, sessions: async_sessionmaker[AsyncSession], event_id: uuid.UUID, gateways: Gateways, clock: Clock
+) -> WebhookEvent:
+    """A stored Airtel callback only triggers an enquiry: the callback never moves money."""
+    async with sessions() as session:
+        event = await session.get(WebhookEvent, event_id)
+        if event is None:
+            raise NotFound("webhook event not found")
+        if event.status is not WebhookStatus.RECEIVED:
+            return event
+        intent_id = await session.scalar(
+            sa.select(PaymentIntent.id).where(
+                PaymentIntent.provider == Provider.AIRTEL, PaymentIntent.provider_request_id == event.event_key
+            )
+        )
+    outcome, note = WebhookStatus.IGNORED, "not one of our transactions"
+    if intent_id is not None:
+        try:
+            status = await enquire_airtel(sessions=sessions, intent_id=intent_id, gateways=gateways, clock=clock)
+            outcome, note = WebhookStatus.PROCESSED, f"enquiry: intent {status.value}"
+        except Conflict as exc:
+            outcome, note = WebhookStatus.IGNORED, f"anomaly: {exc.detail}"
+    async with sessions() as session, session.begin():
+        event = await session.scalar(
+            sa.select(WebhookEvent)
+            .where(WebhookEvent.id == event_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        assert event is not None
+        if event.status is WebhookStatus.RECEIVED:
+            event.attempts += 1
+            if intent_id is not None:
+                event.institution_id = await session.scalar(
+                    sa.select(PaymentIntent.institution_id).where(PaymentIntent.id == intent_id)
+                )
+            _finish(event, outcome, clock, None if outcome is WebhookStatus.PROCESSED else note)
+            if outcome is WebhookStatus.PROCESSED:
+                event.error = note
+        return event
+
+
+async def pending_airtel_intents(session: AsyncSession, clock: Clock, older_than: timedelta) -> list[uuid.UUID]:
+    """Airtel intents still pending (or unknown) longer than ``older_than``: enquire about them."""
+    cutoff = clock.now() - older_than
+    return list(
+        await session.scalars(
+            sa.select(PaymentIntent.id)
+            .where(
+                PaymentIntent.provider == Provider.AIRTEL,
+                PaymentIntent.status.in_([IntentStatus.PENDING, IntentStatus.UNKNOWN]),
+                sa.func.coalesce(PaymentIntent.requested_at, PaymentIntent.created_at) <= cutoff,
+            )
+            .order_by(PaymentIntent.created_at, PaymentIntent.id)
+        )
+    )

@@ -6,13 +6,19 @@ The domain owns these types; ``server.providers.daraja`` implements them over HT
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms_domain.errors import DomainError
 from lms_domain.money import Money
 from lms_domain.payments.models import FailureClass
+
+if TYPE_CHECKING:
+    from lms_domain.payments.airtel import AirtelGateway
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,3 +148,61 @@ class MpesaOrgApi(Protocol):
     ) -> AsyncRequestAccepted:
         """Reverse a whole receipt (full reversals only); the answer is POSTed to ``result_url``."""
         ...
+
+
+class Gateways(Protocol):
+    """Every provider gateway an institution pays through, and where their callbacks go.
+
+    Implemented by the server (credentials per institution from ``ProviderAccount`` plus
+    settings); the flows only ask for the gateway of the intent's institution.
+    """
+
+    @property
+    def stk_callback_url(self) -> str: ...
+
+    @property
+    def airtel_callback_url(self) -> str | None:
+        """``None`` in production: Airtel's callback URL is set once on its portal."""
+        ...
+
+    @property
+    def org_result_url(self) -> str:
+        """Where Transaction Status and Reversal results are POSTed."""
+        ...
+
+    @property
+    def org_timeout_url(self) -> str: ...
+
+    async def mpesa_for(self, session: AsyncSession, institution_id: uuid.UUID) -> MpesaGateway: ...
+
+    async def mpesa_org_for(self, session: AsyncSession, institution_id: uuid.UUID) -> MpesaOrgApi: ...
+
+    async def airtel_for(self, session: AsyncSession, institution_id: uuid.UUID) -> AirtelGateway: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FixedGateways:
+    """The same gateways for every institution: for tests and one-school deployments."""
+
+    mpesa: MpesaGateway | None = None
+    airtel: AirtelGateway | None = None
+    mpesa_org: MpesaOrgApi | None = None
+    stk_callback_url: str = ""
+    airtel_callback_url: str | None = None
+    org_result_url: str = ""
+    org_timeout_url: str = ""
+
+    async def mpesa_for(self, session: AsyncSession, institution_id: uuid.UUID) -> MpesaGateway:
+        if self.mpesa is None:
+            raise GatewayConfigurationError("no M-Pesa gateway is configured", code="mpesa_not_configured")
+        return self.mpesa
+
+    async def mpesa_org_for(self, session: AsyncSession, institution_id: uuid.UUID) -> MpesaOrgApi:
+        if self.mpesa_org is None:
+            raise GatewayConfigurationError("no M-Pesa org API is configured", code="mpesa_org_not_configured")
+        return self.mpesa_org
+
+    async def airtel_for(self, session: AsyncSession, institution_id: uuid.UUID) -> AirtelGateway:
+        if self.airtel is None:
+            raise GatewayConfigurationError("no Airtel Money gateway is configured", code="airtel_not_configured")
+        return self.airtel

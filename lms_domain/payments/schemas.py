@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -35,3 +36,72 @@ class PaymentIntentOut(BaseModel):
             checkout_request_id=intent.provider_request_id,
             failure_class=intent.failure_class,
         )
+
+
+class SuspenseMatch(BaseModel):
+    """Attribute a suspense payment to a learner and, optionally, pay one of their orders with it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    learner_id: uuid.UUID
+    order_id: uuid.UUID | None = Field(default=None, description="A pending order of exactly the held amount.")
+
+
+class SuspenseCandidate(BaseModel):
+    learner_id: uuid.UUID
+    display_name: str
+    account_no: str
+
+
+class SuspensePaymentOut(BaseModel):
+    """A paybill payment the system could not apply, with learners one typo from what was typed."""
+
+    payment_id: uuid.UUID
+    provider: str
+    provider_receipt: str
+    amount_minor: int
+    currency: str
+    held_minor: int
+    account_reference: str | None
+    payer_name: str | None
+    msisdn: str | None
+    learner_id: uuid.UUID | None
+    paid_at: datetime
+    candidates: list[SuspenseCandidate]
+
+
+class SuspensePage(BaseModel):
+    items: list[SuspensePaymentOut]
+
+
+class PaymentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    institution_id: uuid.UUID
+    learner_id: uuid.UUID | None
+    provider: str
+    provider_receipt: str
+    amount_minor: int
+    currency: str
+    status: str
+    account_reference: str | None
+    paid_at: datetime
+
+
+class RenewalRequest(BaseModel):
+    """Approve renewing a subscription: the payer's phone gets one payment prompt."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    phone: str | None = Field(default=None, max_length=20, description="Default: the learner's phone.")
+    period_start: datetime | None = Field(default=None, description="Default: the next period.")
+
+
+class RenewalOut(BaseModel):
+    attempt_id: uuid.UUID
+    attempt_no: int
+    period_start: datetime
+    outcome: str
+    prompted: bool = Field(description="False when an earlier approval's prompt is still open or paid.")
+    intent: PaymentIntentOut | None

@@ -1,32 +1,43 @@
-"""Provider callbacks: store the raw body, acknowledge at once, settle in the background.
+"""Provider callbacks: store the raw body, acknowledge at once, process in the background.
 
 The order is the point. Daraja retries are undocumented and a slow or failing answer may make
 it drop the callback (``shared/reference/daraja.md`` §4.5), so nothing but the inbox insert
-stands between the body and the acknowledgement; settlement happens afterwards from the stored
-row, in a task the app owns and drains at shutdown.
+stands between the body and the acknowledgement; processing happens afterwards from the
+stored row, in a task the app owns and drains at shutdown.
 
-The inbox is unique on (provider, CheckoutRequestID, body hash): an exact duplicate collapses
-into the existing row, and a different body for the same key (a late contradicting result) is
-kept as its own row.
+The inbox is unique on (provider, event key, body hash), the key being the CheckoutRequestID
+(STK), TransID (paybill), ConversationID (Transaction Status, Reversal) or our Airtel
+transaction id: an exact duplicate collapses into the existing row, and a different body for
+the same key (a late contradicting result) is kept as its own row.
 
-Malformed bodies answer 400 problem+json:
+Endpoints, all under an unguessable secret path segment (a wrong one is 404, nothing stored):
 
-* not JSON at all: nothing is stored. It cannot be Daraja's and carries no key to file it under;
-* JSON that is not a usable STK callback (no ``Body.stkCallback``, no CheckoutRequestID, a
-  success without receipt or amount): the inbox row is written with status ``failed`` and the
-  parse error, under the CheckoutRequestID or ``malformed:<sha256>``, and nothing else happens.
+* ``/callbacks/mpesa/<secret>/stk``: STK Push results;
+* ``/callbacks/paybill/<secret>/validation`` and ``/confirmation``: C2B. Not under ``mpesa``,
+  because Daraja refuses C2B URLs containing that word (§7.1). Validation answers at once from
+  the learner accounts; confirmation is stored then applied;
+* ``/callbacks/mpesa/<secret>/result`` and ``/timeout``: Transaction Status and Reversal;
+* ``/callbacks/airtel/<secret>``: Airtel's payment callback, which only triggers an enquiry.
+  Its ``hash`` is checked (log-only by default); a mismatch still answers 200 and alerts.
 
-These paths live outside ``/api/v1`` and are never rate limited: a callback must always be stored.
+Malformed bodies answer 400 problem+json: not JSON at all stores nothing (it carries no key to
+file it under); JSON that is not a usable callback is stored as ``failed`` with the parse
+error, under its key or ``malformed:<sha256>``, and nothing else happens.
+
+A configurable allow-list of source networks applies to every callback, in ``log_only`` or
+``enforce`` mode (403 before anything is stored). These paths live outside ``/api/v1`` and are
+never rate limited: a callback must always be stored.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,12 +46,21 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from lms_domain.clock import Clock
 from lms_domain.errors import InvalidInput
 from lms_domain.ids import new_id
-from lms_domain.payments import flows
+from lms_domain.payments import flows, paybill, reversals
+from lms_domain.payments.airtel import match_callback_hash, parse_airtel_callback
 from lms_domain.payments.models import Provider, WebhookEvent, WebhookStatus
-from lms_domain.payments.mpesa import parse_stk_callback
-from server.keys import callback_tasks_key, clock_key, sessionmaker_key, settings_key
+from lms_domain.payments.mpesa import parse_async_result, parse_c2b_payload, parse_stk_callback
+from server.keys import (
+    callback_tasks_key,
+    clock_key,
+    gateways_key,
+    read_sessionmaker_key,
+    sessionmaker_key,
+    settings_key,
+)
 from server.problems import problem_response
 from server.tasks import BackgroundTasks
 
@@ -48,7 +68,12 @@ routes = web.RouteTableDef()
 log = logging.getLogger("somo.callbacks")
 
 MPESA_ACK = {"ResultCode": 0, "ResultDesc": "Accepted"}
+C2B_CONFIRMATION_ACK = {"ResultCode": 0, "ResultDesc": "Success"}
+AIRTEL_ACK = {"status": "received"}
 KEPT_HEADERS = ("Content-Type", "User-Agent", "X-Forwarded-For")
+TIMEOUT_KIND = "mpesa_timeout"
+
+Processor = Callable[[web.Application, uuid.UUID], Awaitable[None]]
 
 
 def stk_callback_path(secret: str) -> str:
@@ -61,21 +86,64 @@ def _check_secret(request: web.Request) -> None:
         raise web.HTTPNotFound()
 
 
-async def _store(
-    session: AsyncSession, request: web.Request, *, key: str, raw: bytes, status: WebhookStatus, error: str | None
+def _source_allowed(request: web.Request) -> bool:
+    payments = request.app[settings_key].payments
+    if payments.callback_allowlist_mode == "off" or not payments.callback_allowlist:
+        return True
+    try:
+        address = ipaddress.ip_address(request.remote or "")
+    except ValueError:
+        address = None
+    allowed = address is not None and any(
+        address in ipaddress.ip_network(network, strict=False) for network in payments.callback_allowlist
+    )
+    if not allowed:
+        log.warning(
+            "callback from a source outside the allow-list",
+            extra={"remote": request.remote, "path": request.path, "mode": payments.callback_allowlist_mode},
+        )
+    return allowed or payments.callback_allowlist_mode == "log_only"
+
+
+def _guard(request: web.Request) -> web.Response | None:
+    """404 for a wrong secret, 403 for a refused source; ``None`` when the callback may proceed."""
+    _check_secret(request)
+    if not _source_allowed(request):
+        return problem_response(
+            status=403,
+            code="callback_source_refused",
+            title="Source not allowed",
+            detail="this address may not deliver provider callbacks",
+            request=request,
+        )
+    return None
+
+
+async def store_event(
+    session: AsyncSession,
+    *,
+    provider: Provider,
+    kind: str,
+    key: str,
+    raw: bytes,
+    status: WebhookStatus,
+    error: str | None,
+    clock: Clock,
+    headers: dict[str, str] | None = None,
+    remote: str | None = None,
 ) -> tuple[uuid.UUID, WebhookStatus]:
     """Insert the inbox row, or find the identical one already there; (id, its status)."""
     digest = hashlib.sha256(raw).hexdigest()
-    now = request.app[clock_key].now()
+    now = clock.now()
     values: dict[str, Any] = {
         "id": new_id(),
-        "provider": Provider.MPESA,
-        "kind": flows.STK_CALLBACK_KIND,
-        "event_key": key,
+        "provider": provider,
+        "kind": kind,
+        "event_key": key[:128],
         "body_sha256": digest,
         "body": raw.decode("utf-8", errors="replace"),
-        "headers": {h: request.headers[h] for h in KEPT_HEADERS if h in request.headers},
-        "remote_addr": request.remote,
+        "headers": headers or {},
+        "remote_addr": remote,
         "status": status,
         "error": error,
         "attempts": 0,
@@ -95,8 +163,8 @@ async def _store(
     row = (
         await session.execute(
             sa.select(WebhookEvent.id, WebhookEvent.status).where(
-                WebhookEvent.provider == Provider.MPESA,
-                WebhookEvent.event_key == key,
+                WebhookEvent.provider == provider,
+                WebhookEvent.event_key == key[:128],
                 WebhookEvent.body_sha256 == digest,
             )
         )
@@ -104,49 +172,62 @@ async def _store(
     return row.id, row.status
 
 
-def _malformed(request: web.Request, detail: str) -> web.Response:
-    return problem_response(
-        status=400, code="mpesa_callback_malformed", title="Malformed callback", detail=detail, request=request
-    )
+async def _inbox(
+    request: web.Request,
+    *,
+    provider: Provider,
+    kind: str,
+    raw: bytes,
+    key: str,
+    error: str | None,
+    processor: Processor | None,
+    note: dict[str, str] | None = None,
+) -> WebhookStatus:
+    """Store one callback and, when it is (still) waiting, schedule its processing."""
+    status = WebhookStatus.FAILED if error else (WebhookStatus.RECEIVED if processor else WebhookStatus.PROCESSED)
+    headers = {h: request.headers[h] for h in KEPT_HEADERS if h in request.headers}
+    headers.update(note or {})
+    async with request.app[sessionmaker_key]() as session, session.begin():
+        event_id, stored = await store_event(
+            session,
+            provider=provider,
+            kind=kind,
+            key=key,
+            raw=raw,
+            status=status,
+            error=error,
+            clock=request.app[clock_key],
+            headers=headers,
+            remote=request.remote,
+        )
+    if stored is WebhookStatus.RECEIVED and processor is not None:
+        # New, or a duplicate of a row still waiting (say, for its intent): (re)process it.
+        request.app[callback_tasks_key].spawn(_run(processor, request.app, event_id), name=f"{kind}-{event_id}")
+    return stored
 
 
-@routes.post("/callbacks/mpesa/{secret}/stk")
-async def mpesa_stk_callback(request: web.Request) -> web.Response:
-    """Daraja's STK Push result. Answers ``{"ResultCode": 0, "ResultDesc": "Accepted"}``."""
-    _check_secret(request)
-    raw = await request.read()
+def _malformed_key(raw: bytes) -> str:
+    return "malformed:" + hashlib.sha256(raw).hexdigest()
+
+
+def _malformed(request: web.Request, detail: str, code: str = "callback_malformed") -> web.Response:
+    return problem_response(status=400, code=code, title="Malformed callback", detail=detail, request=request)
+
+
+def _is_json(raw: bytes) -> bool:
     try:
         json.loads(raw)
     except (UnicodeDecodeError, ValueError):
-        return _malformed(request, "the body is not JSON")
-    error: str | None = None
-    try:
-        key = parse_stk_callback(raw).checkout_request_id
-    except InvalidInput as exc:
-        error = exc.detail
-        try:
-            key = parse_stk_callback(raw, strict=False).checkout_request_id
-        except InvalidInput:
-            key = "malformed:" + hashlib.sha256(raw).hexdigest()
-    status = WebhookStatus.FAILED if error else WebhookStatus.RECEIVED
-    async with request.app[sessionmaker_key]() as session, session.begin():
-        event_id, stored_status = await _store(session, request, key=key, raw=raw, status=status, error=error)
-    if error is not None:
-        return _malformed(request, error)
-    if stored_status is WebhookStatus.RECEIVED:
-        # New, or a duplicate of a row still waiting (say, for its intent): (re)process it.
-        request.app[callback_tasks_key].spawn(_settle(request.app, event_id), name=f"stk-callback-{event_id}")
-    return web.json_response(MPESA_ACK)
+        return False
+    return True
 
 
-async def _settle(app: web.Application, event_id: uuid.UUID) -> None:
-    clock = app[clock_key]
+async def _run(processor: Processor, app: web.Application, event_id: uuid.UUID) -> None:
     try:
-        async with app[sessionmaker_key]() as session, session.begin():
-            await flows.settle_from_callback(session, event_id, clock)
+        await processor(app, event_id)
     except Exception as exc:
         # The row stays "received" for the poller; record why, in a unit of work of its own.
-        log.exception("settling STK callback %s failed", event_id)
+        log.exception("processing callback %s failed", event_id)
         async with app[sessionmaker_key]() as session, session.begin():
             await session.execute(
                 sa.update(WebhookEvent)
@@ -155,8 +236,210 @@ async def _settle(app: web.Application, event_id: uuid.UUID) -> None:
             )
 
 
+def _in_transaction(
+    work: Callable[[AsyncSession, uuid.UUID, Clock], Awaitable[object]],
+) -> Processor:
+    async def process(app: web.Application, event_id: uuid.UUID) -> None:
+        async with app[sessionmaker_key]() as session, session.begin():
+            await work(session, event_id, app[clock_key])
+
+    return process
+
+
+_settle_stk = _in_transaction(flows.settle_from_callback)
+_record_paybill = _in_transaction(paybill.record_confirmation)
+_apply_result = _in_transaction(reversals.apply_reversal_result)
+
+
+async def _enquire_airtel(app: web.Application, event_id: uuid.UUID) -> None:
+    await flows.process_airtel_callback(
+        sessions=app[sessionmaker_key], event_id=event_id, gateways=app[gateways_key], clock=app[clock_key]
+    )
+
+
+# M-Pesa STK ------------------------------------------------------------------------------------
+
+
+@routes.post("/callbacks/mpesa/{secret}/stk")
+async def mpesa_stk_callback(request: web.Request) -> web.Response:
+    """Daraja's STK Push result. Answers ``{"ResultCode": 0, "ResultDesc": "Accepted"}``."""
+    if (refused := _guard(request)) is not None:
+        return refused
+    raw = await request.read()
+    if not _is_json(raw):
+        return _malformed(request, "the body is not JSON", "mpesa_callback_malformed")
+    error: str | None = None
+    try:
+        key = parse_stk_callback(raw).checkout_request_id
+    except InvalidInput as exc:
+        error = exc.detail
+        try:
+            key = parse_stk_callback(raw, strict=False).checkout_request_id
+        except InvalidInput:
+            key = _malformed_key(raw)
+    await _inbox(
+        request,
+        provider=Provider.MPESA,
+        kind=flows.STK_CALLBACK_KIND,
+        raw=raw,
+        key=key,
+        error=error,
+        processor=_settle_stk,
+    )
+    if error is not None:
+        return _malformed(request, error, "mpesa_callback_malformed")
+    return web.json_response(MPESA_ACK)
+
+
+# M-Pesa paybill (C2B) --------------------------------------------------------------------------
+
+
+@routes.post("/callbacks/paybill/{secret}/validation")
+async def paybill_validation(request: web.Request) -> web.Response:
+    """Accept or reject a paybill payment before the customer's money moves (§7.4)."""
+    if (refused := _guard(request)) is not None:
+        return refused
+    raw = await request.read()
+    if not _is_json(raw):
+        return _malformed(request, "the body is not JSON", "mpesa_c2b_malformed")
+    try:
+        payment = parse_c2b_payload(raw)
+    except InvalidInput as exc:
+        await _inbox(
+            request,
+            provider=Provider.MPESA,
+            kind=paybill.VALIDATION_KIND,
+            raw=raw,
+            key=_malformed_key(raw),
+            error=exc.detail,
+            processor=None,
+        )
+        return _malformed(request, exc.detail, "mpesa_c2b_malformed")
+    async with request.app[read_sessionmaker_key]() as session:
+        decision = await paybill.validate_paybill(session, payment)
+    await _inbox(
+        request,
+        provider=Provider.MPESA,
+        kind=paybill.VALIDATION_KIND,
+        raw=raw,
+        key=payment.trans_id,
+        error=None if decision.accepted else f"rejected {decision.result_code}",
+        processor=None,
+    )
+    return web.json_response({"ResultCode": decision.result_code, "ResultDesc": decision.result_desc})
+
+
+@routes.post("/callbacks/paybill/{secret}/confirmation")
+async def paybill_confirmation(request: web.Request) -> web.Response:
+    """A completed paybill payment: stored, acknowledged, then applied or held in suspense."""
+    if (refused := _guard(request)) is not None:
+        return refused
+    raw = await request.read()
+    if not _is_json(raw):
+        return _malformed(request, "the body is not JSON", "mpesa_c2b_malformed")
+    error: str | None = None
+    try:
+        key = parse_c2b_payload(raw).trans_id
+    except InvalidInput as exc:
+        error, key = exc.detail, _malformed_key(raw)
+    await _inbox(
+        request,
+        provider=Provider.MPESA,
+        kind=paybill.CONFIRMATION_KIND,
+        raw=raw,
+        key=key,
+        error=error,
+        processor=_record_paybill,
+    )
+    if error is not None:
+        return _malformed(request, error, "mpesa_c2b_malformed")
+    return web.json_response(C2B_CONFIRMATION_ACK)
+
+
+# M-Pesa Transaction Status and Reversal results ------------------------------------------------
+
+
+@routes.post("/callbacks/mpesa/{secret}/result")
+async def mpesa_result(request: web.Request) -> web.Response:
+    """A Transaction Status or Reversal result (§8, §9)."""
+    if (refused := _guard(request)) is not None:
+        return refused
+    raw = await request.read()
+    if not _is_json(raw):
+        return _malformed(request, "the body is not JSON", "mpesa_result_malformed")
+    error: str | None = None
+    try:
+        key = parse_async_result(raw).conversation_id
+    except InvalidInput as exc:
+        error, key = exc.detail, _malformed_key(raw)
+    await _inbox(
+        request,
+        provider=Provider.MPESA,
+        kind=reversals.RESULT_KIND,
+        raw=raw,
+        key=key,
+        error=error,
+        processor=_apply_result,
+    )
+    if error is not None:
+        return _malformed(request, error, "mpesa_result_malformed")
+    return web.json_response(MPESA_ACK)
+
+
+@routes.post("/callbacks/mpesa/{secret}/timeout")
+async def mpesa_timeout(request: web.Request) -> web.Response:
+    """A queue timeout. Its shape is undocumented (§8), so it is kept whole for a person to read."""
+    if (refused := _guard(request)) is not None:
+        return refused
+    raw = await request.read()
+    try:
+        key = parse_async_result(raw).conversation_id
+    except InvalidInput:
+        key = _malformed_key(raw)
+    await _inbox(request, provider=Provider.MPESA, kind=TIMEOUT_KIND, raw=raw, key=key, error=None, processor=None)
+    return web.json_response(MPESA_ACK)
+
+
+# Airtel ---------------------------------------------------------------------------------------
+
+
+@routes.post("/callbacks/airtel/{secret}")
+async def airtel_callback(request: web.Request) -> web.Response:
+    """Airtel's payment callback: stored, answered 200, then an enquiry decides (§4.3)."""
+    if (refused := _guard(request)) is not None:
+        return refused
+    raw = await request.read()
+    if not _is_json(raw):
+        return _malformed(request, "the body is not JSON", "airtel_callback_malformed")
+    error: str | None = None
+    try:
+        key = parse_airtel_callback(raw).transaction_id
+    except InvalidInput as exc:
+        error, key = exc.detail, _malformed_key(raw)
+    payments = request.app[settings_key].payments
+    matched = match_callback_hash(raw, payments.airtel_callback_hash_secret.get_secret_value())
+    if matched is None:
+        # Never fatal: the enquiry, not the hash, decides whether money moved.
+        level = logging.ERROR if payments.airtel_hash_mode == "enforce" else logging.WARNING
+        log.log(level, "Airtel callback hash missing or not matching", extra={"event_key": key})
+    note = {"X-Somo-Hash": matched.value if matched is not None else "mismatch"}
+    await _inbox(
+        request,
+        provider=Provider.AIRTEL,
+        kind=flows.AIRTEL_CALLBACK_KIND,
+        raw=raw,
+        key=key,
+        error=error,
+        processor=_enquire_airtel,
+        note=note,
+    )
+    if error is not None:
+        return _malformed(request, error, "airtel_callback_malformed")
+    return web.json_response(AIRTEL_ACK)
+
+
 async def callback_tasks_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Own the settlement tasks; on shutdown, let every one finish before the database closes."""
+    """Own the processing tasks; on shutdown, let every one finish before the database closes."""
     tasks = BackgroundTasks()
     app[callback_tasks_key] = tasks
     yield

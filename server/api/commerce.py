@@ -45,6 +45,7 @@ from lms_domain.commerce.schemas import (
 from lms_domain.courses.schemas import ListQuery
 from lms_domain.ids import new_id
 from lms_domain.payments import flows
+from lms_domain.payments.models import Provider
 from lms_domain.payments.schemas import PaymentIntentOut
 from lms_domain.subscriptions import queries as subscription_queries
 from lms_domain.subscriptions.schemas import (
@@ -54,10 +55,9 @@ from lms_domain.subscriptions.schemas import (
     SubscriptionPage,
 )
 from lms_domain.tenancy.models import Role
-from server.api.callbacks import stk_callback_path
 from server.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from server.api.registry import Api, Call
-from server.keys import mpesa_gateways_key, sessionmaker_key, settings_key
+from server.keys import gateways_key, sessionmaker_key
 from server.pdf.invoice import FpdfInvoiceRenderer
 
 api = Api("commerce", description="Products, prices, coupons, checkout, invoices, receipts, refunds and subscriptions.")
@@ -229,23 +229,16 @@ async def cancel_order(call: Call[Any, Any]) -> OrderOut:
     status=202,
     idempotent=True,
     extra_responses={
-        501: "Airtel Money is not available yet (code `payments_not_available`).",
-        502: "M-Pesa refused the prompt (code `payment_gateway_error` or a more specific one).",
-        503: "M-Pesa could not be reached; try again (code `payment_gateway_unavailable`).",
+        502: "The provider refused the prompt (code `payment_gateway_error` or a more specific one).",
+        503: "The provider could not be reached; try again (code `payment_gateway_unavailable`).",
     },
 )
 async def start_payment(call: Call[PaymentStart, Any]) -> PaymentIntentOut:
-    """Send an M-Pesa prompt (STK Push) for the order's total to `phone` (default: the learner's
-    phone). Answers the payment `pending`; the order turns `paid` when the payer confirms on
-    their phone. Send an Idempotency-Key to retry without prompting twice."""
+    """Prompt `phone` (default: the learner's phone) for the order's total: an M-Pesa STK Push,
+    or an Airtel Money collection with `provider: "airtel"`. Answers the payment `pending`; the
+    order turns `paid` when the payer confirms on their phone. Send an Idempotency-Key to retry
+    without prompting twice."""
     order_id = call.path_uuid("order_id")
-    if call.body.provider == "airtel":
-        async with call.read() as session:
-            await checkout.start_payment(session=session, actor=call.actor, order_id=order_id)
-    settings = call.app[settings_key]
-    async with call.read() as session:
-        order = await checkout.get_order(session=session, actor=call.actor, order_id=order_id)
-        gateway = await call.app[mpesa_gateways_key].for_institution(session, order.institution_id)
     header_key = call.request.headers.get(IDEMPOTENCY_HEADER)
     # Scoped to the caller, hashed to fit the column: the same header from two users never collides.
     intent_key = (
@@ -253,16 +246,15 @@ async def start_payment(call: Call[PaymentStart, Any]) -> PaymentIntentOut:
         if header_key
         else f"once:{new_id()}"
     )
-    secret = settings.payments.callback_secret.get_secret_value()
-    intent = await flows.start_stk_payment(
+    intent = await flows.start_order_payment(
         sessions=call.app[sessionmaker_key],
         actor=call.actor,
         order_id=order_id,
         msisdn=call.body.phone,
         idempotency_key=intent_key,
-        gateway=gateway,
+        provider=Provider.AIRTEL if call.body.provider == "airtel" else Provider.MPESA,
+        gateways=call.app[gateways_key],
         clock=call.clock,
-        callback_url=settings.http.public_url.rstrip("/") + stk_callback_path(secret),
     )
     return PaymentIntentOut.of(intent)
 
@@ -340,8 +332,7 @@ async def get_refund(call: Call[Any, Any]) -> RefundOut:
 
 @api.post("/refunds/{refund_id}/approve", summary="Approve a refund", response=RefundOut, auth=ADMINS)
 async def approve_refund(call: Call[Any, Any]) -> RefundOut:
-    """Records the decision only: the reversal itself (M-Pesa/Airtel) comes with the
-    payments issue (#4), which sends approved refunds on."""
+    """Records the decision only; `POST /refunds/{refund_id}/send` then reverses the payment."""
     async with call.uow() as session:
         refund = await refunds.approve_refund(
             session=session, actor=call.actor, refund_id=call.path_uuid("refund_id"), clock=call.clock

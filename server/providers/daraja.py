@@ -1,4 +1,4 @@
-"""Safaricom Daraja (M-Pesa Express) behind the domain's ``MpesaGateway`` port.
+"""Safaricom Daraja behind the domain's ``MpesaGateway`` (STK) and ``MpesaOrgApi`` ports.
 
 Quirks handled here, all from ``shared/reference/daraja.md``:
 
@@ -15,16 +15,30 @@ Retries: an STK Push is not idempotent (a second prompt, or ``500.001.1001`` "Un
 subscriber"), so a push is re-sent only when Daraja certainly did not process it (the connection
 was never made, a 502/503, or spike arrest). A push that timed out after sending raises
 ``GatewayUnavailable`` with ``outcome_unknown``. OAuth and Query are re-sent on any transient fault.
+
+The organisation APIs (``MpesaOrgApi``: C2B URL registration, Transaction Status, Reversal) and
+the C2B simulate call follow the push rule: re-sent only when certainly unprocessed, since each
+one either changes state or triggers an asynchronous result. The Pull query is a read and is
+re-sent like STK Query. Org API quirks (§7-§10): C2B answers spell ``OriginatorCoversationID``;
+Reversal must send the misspelled ``RecieverIdentifierType`` ``"11"``; a production shortcode
+whose URLs are registered answers ``500.003.1001`` "Urls are already registered"; Pull answers
+``1001`` with no rows. Transaction Status and Reversal need an API operator: ``initiator`` and its
+``security_credential``, the initiator password RSA-encrypted with the M-Pesa public certificate
+of the environment and base64-encoded. Producing that string is out of scope here: the adapter
+sends it as configured.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json as jsonlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,6 +50,7 @@ from lms_domain.money import MINOR_PER_MAJOR, MPESA_MAX_KES, MPESA_MIN_KES, Mone
 from lms_domain.payments.models import FailureClass
 from lms_domain.payments.mpesa import classify_result_code
 from lms_domain.payments.ports import (
+    AsyncRequestAccepted,
     GatewayConfigurationError,
     GatewayUnavailable,
     PaymentGatewayError,
@@ -51,11 +66,27 @@ log = logging.getLogger("somo.providers.daraja")
 OAUTH_PATH = "/oauth/v1/generate"
 STK_PUSH_PATH = "/mpesa/stkpush/v1/processrequest"
 STK_QUERY_PATH = "/mpesa/stkpushquery/v1/query"
+C2B_REGISTER_PATH = "/mpesa/c2b/v2/registerurl"
+C2B_SIMULATE_PATH = "/mpesa/c2b/v2/simulate"
+TRANSACTION_STATUS_PATH = "/mpesa/transactionstatus/v1/query"
+REVERSAL_PATH = "/mpesa/reversal/v1/request"
+PULL_REGISTER_PATH = "/pulltransactions/v1/register"
+PULL_QUERY_PATH = "/pulltransactions/v1/query"
+PRODUCTION_HOST = "api.safaricom.co.ke"
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=15, connect=5)
 TOKEN_REFRESH_MARGIN_S = 60
 MAX_ACCOUNT_REFERENCE = 12
 MAX_TRANSACTION_DESC = 13
 DARAJA_MSISDN = re.compile(r"^254[17]\d{8}$")
+SHORTCODE = re.compile(r"^\d{5,7}$")
+TRANSACTION_ID = re.compile(r"^[A-Za-z0-9]{1,32}$")
+C2B_RESPONSE_TYPES = ("Completed", "Cancelled")
+C2B_COMMANDS = ("CustomerPayBillOnline", "CustomerBuyGoodsOnline")
+# Daraja refuses C2B URLs containing these words, in any case, or on these hosts (§7.1).
+C2B_URL_KEYWORDS = ("m-pesa", "mpesa", "safaricom", "exe", "exec", "cmd", "sql", "query")
+C2B_BLOCKED_HOSTS = ("ngrok", "mockbin", "requestbin")
+MAX_BILL_REF = 20
+MAX_REMARKS = 100
 INVALID_TOKEN_CODES = frozenset({"404.001.03", "400.003.01", "401.003.01"})
 # Answers given before Daraja did any work, so even an STK Push may be re-sent (§3.3: spike arrest).
 REJECTED_UNPROCESSED_CODES = frozenset({"500.003.02"})
@@ -119,10 +150,119 @@ def _check_fields(request: StkPushRequest) -> None:
             f"TransactionDesc must be at most {MAX_TRANSACTION_DESC} characters, got {len(description)}",
             code="mpesa_description_too_long",
         )
-    url = request.callback_url
+    if not _usable_url(request.callback_url):
+        raise InvalidInput(f"{request.callback_url!r} is not a usable CallBackURL", code="mpesa_invalid_callback_url")
+
+
+def _usable_url(url: str) -> bool:
     parts = urlsplit(url)
-    if any(c.isspace() for c in url) or parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise InvalidInput(f"{url!r} is not a usable CallBackURL", code="mpesa_invalid_callback_url")
+    return not any(c.isspace() for c in url) and parts.scheme in {"http", "https"} and bool(parts.hostname)
+
+
+def _check_result_urls(result_url: str, timeout_url: str) -> None:
+    for name, url in (("ResultURL", result_url), ("QueueTimeOutURL", timeout_url)):
+        if not _usable_url(url):
+            raise InvalidInput(f"{url!r} is not a usable {name}", code="mpesa_invalid_result_url")
+
+
+def check_c2b_url(url: str, name: str) -> str:
+    """A URL Daraja will register for C2B (§7.1 keyword and host rules), or ``InvalidInput``."""
+    host = urlsplit(url).hostname or ""
+    if (
+        not _usable_url(url)
+        or any(word in url.lower() for word in C2B_URL_KEYWORDS)
+        or any(blocked in host for blocked in C2B_BLOCKED_HOSTS)
+    ):
+        raise InvalidInput(
+            f"{url!r} is not a usable {name}: http(s), and none of {', '.join(C2B_URL_KEYWORDS)}",
+            code="mpesa_invalid_c2b_url",
+        )
+    return url
+
+
+def _check_shortcode(shortcode: str) -> str:
+    if not SHORTCODE.match(shortcode):
+        raise InvalidInput(f"{shortcode!r} is not an M-Pesa shortcode", code="mpesa_invalid_shortcode")
+    return shortcode
+
+
+def _check_transaction_id(transaction_id: str) -> str:
+    cleaned = transaction_id.strip()
+    if not TRANSACTION_ID.match(cleaned):
+        raise InvalidInput(f"{transaction_id!r} is not an M-Pesa receipt", code="mpesa_invalid_transaction_id")
+    return cleaned
+
+
+def _check_remarks(remarks: str, *, min_len: int) -> str:
+    if not min_len <= len(remarks.strip()) <= MAX_REMARKS:
+        raise InvalidInput(
+            f"Remarks must be {min_len}..{MAX_REMARKS} characters, got {len(remarks.strip())}",
+            code="mpesa_remarks_length",
+        )
+    return remarks
+
+
+def daraja_pull_time(at: datetime) -> str:
+    """``YYYY-MM-DD HH:MM:SS`` on the Nairobi wall clock, as the Pull API takes its window."""
+    if at.tzinfo is None:
+        raise ValueError("naive datetimes are ambiguous; pass an aware time")
+    return at.astimezone(NAIROBI).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@dataclass(frozen=True, slots=True)
+class PullTransaction:
+    """One Pull API row (§10): a payment to the shortcode in the last 48 hours.
+
+    ``msisdn`` may be masked (``2547 ***** 126``): never key on it; ``transaction_id`` is the receipt.
+    """
+
+    transaction_id: str
+    trx_date: datetime | None
+    msisdn: str
+    transaction_type: str
+    bill_reference: str
+    amount: Money
+    organization_name: str
+
+
+def _pull_rows(raw: Any) -> list[dict[str, Any]]:
+    # Rows come as [[row, ...]] (or, for none, the string "[[]]"): flatten whatever nesting arrives.
+    if isinstance(raw, str):
+        try:
+            raw = jsonlib.loads(raw)
+        except ValueError:
+            return []
+    if isinstance(raw, dict):
+        return [raw]
+    if not isinstance(raw, list):
+        return []
+    return [row for item in raw for row in _pull_rows(item)]
+
+
+def _pull_transaction(row: Mapping[str, Any]) -> PullTransaction:
+    transaction_id = row.get("transactionId")
+    try:
+        shillings = Decimal(str(row.get("amount")))
+    except InvalidOperation:
+        shillings = Decimal(-1)
+    if not isinstance(transaction_id, str) or not transaction_id or not shillings.is_finite() or shillings <= 0:
+        raise PaymentGatewayError(f"Daraja sent a malformed Pull row: {row!r}", code="mpesa_pull_malformed")
+    try:
+        trx_date: datetime | None = datetime.fromisoformat(str(row.get("trxDate")))
+    except ValueError:
+        trx_date = None
+    if trx_date is not None and trx_date.tzinfo is None:
+        trx_date = trx_date.replace(tzinfo=NAIROBI)  # unverified either way; the sample carries a Z
+    cents = int((shillings * MINOR_PER_MAJOR["KES"]).to_integral_value())
+    return PullTransaction(
+        transaction_id=transaction_id,
+        trx_date=trx_date,
+        msisdn=str(row.get("msisdn", "")),
+        transaction_type=str(row.get("transactiontype", "")),
+        bill_reference=str(row.get("billreference") or ""),
+        amount=Money(cents, "KES"),
+        organization_name=str(row.get("organizationname", "")),
+    )
 
 
 def _error_code(payload: Mapping[str, Any]) -> str | None:
@@ -157,6 +297,9 @@ def provider_error(status: int, payload: Mapping[str, Any]) -> PaymentGatewayErr
         return GatewayConfigurationError(detail, code="mpesa_merchant_rejected", provider_code=code)
     if code == "500.003.03":
         return GatewayUnavailable(detail, code="mpesa_quota_exceeded", provider_code=code, retry_after_s=60.0)
+    if code == "500.003.1001" and "already registered" in message.lower():
+        # Production registers C2B URLs once; changing them is a request to Safaricom (§7.1).
+        return GatewayConfigurationError(detail, code="mpesa_c2b_urls_already_registered", provider_code=code)
     if status >= 500:
         return GatewayUnavailable(detail, code="mpesa_unavailable", provider_code=code)
     if code in INVALID_TOKEN_CODES or status == 401:
@@ -196,7 +339,11 @@ class _TokenCache:
 
 
 class DarajaGateway:
-    """``MpesaGateway`` over Daraja's HTTP API for one shortcode and one consumer key."""
+    """``MpesaGateway`` and ``MpesaOrgApi`` over Daraja's HTTP API for one shortcode and one consumer key.
+
+    ``initiator`` and ``security_credential`` (the pre-encrypted SecurityCredential string) are
+    needed only by Transaction Status and Reversal.
+    """
 
     def __init__(
         self,
@@ -214,6 +361,8 @@ class DarajaGateway:
         attempts: int = 3,
         backoff_s: float = 0.5,
         max_backoff_s: float = 4.0,
+        initiator: str = "",
+        security_credential: str = "",
     ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
@@ -230,6 +379,8 @@ class DarajaGateway:
         self._backoff_s = backoff_s
         self._max_backoff_s = max_backoff_s
         self._tokens = _TokenCache(self._fetch_token, clock)
+        self._initiator = initiator
+        self._security_credential = security_credential
 
     # ---- the port ----
 
@@ -277,6 +428,191 @@ class DarajaGateway:
             result_code=code,
             result_desc=str(payload.get("ResultDesc", "")),
             failure_class=failure,
+        )
+
+    # ---- MpesaOrgApi ----
+
+    async def register_c2b_urls(
+        self, *, shortcode: str, confirmation_url: str, validation_url: str, response_type: str = "Completed"
+    ) -> None:
+        """Register the paybill's confirmation and validation URLs (``ResponseType`` Completed|Cancelled)."""
+        if response_type not in C2B_RESPONSE_TYPES:
+            raise InvalidInput(
+                f"ResponseType must be Completed or Cancelled, exactly, not {response_type!r}",
+                code="mpesa_invalid_response_type",
+            )
+        body = {
+            "ShortCode": _check_shortcode(shortcode),
+            "ResponseType": response_type,
+            "ConfirmationURL": check_c2b_url(confirmation_url, "ConfirmationURL"),
+            "ValidationURL": check_c2b_url(validation_url, "ValidationURL"),
+        }
+        status, payload = await self._authorized(C2B_REGISTER_PATH, body, replay=False)
+        self._accepted(status, payload, "C2B URL registration")
+
+    async def transaction_status(
+        self, transaction_id: str, *, result_url: str, timeout_url: str, remarks: str = "Reconciliation"
+    ) -> AsyncRequestAccepted:
+        """Ask for the status of a receipt (``TransactionID``); the answer is POSTed to ``result_url``."""
+        return await self._transaction_status(
+            {"TransactionID": _check_transaction_id(transaction_id)}, result_url, timeout_url, remarks
+        )
+
+    async def transaction_status_by_conversation(
+        self, original_conversation_id: str, *, result_url: str, timeout_url: str, remarks: str = "Reconciliation"
+    ) -> AsyncRequestAccepted:
+        """Transaction Status by ``OriginalConversationID``, for a payment whose receipt we never got
+        (an STK success known only from Query: its MerchantRequestID, §13.14)."""
+        cleaned = original_conversation_id.strip()
+        if not cleaned or len(cleaned) > 128 or any(c.isspace() for c in cleaned):
+            raise InvalidInput(
+                f"{original_conversation_id!r} is not a conversation ID", code="mpesa_invalid_conversation_id"
+            )
+        return await self._transaction_status({"OriginalConversationID": cleaned}, result_url, timeout_url, remarks)
+
+    async def reverse(
+        self, transaction_id: str, amount: Money, *, result_url: str, timeout_url: str, remarks: str
+    ) -> AsyncRequestAccepted:
+        """Reverse a whole receipt (full reversals only); the answer is POSTed to ``result_url``."""
+        shillings = daraja_amount(amount)
+        body = {
+            **self._operator(),
+            "CommandID": "TransactionReversal",
+            "TransactionID": _check_transaction_id(transaction_id),
+            "Amount": str(shillings),
+            "ReceiverParty": self._shortcode,
+            # Misspelled in the real API; the correct spelling is refused (§9, Daraja FAQ).
+            "RecieverIdentifierType": "11",
+            "ResultURL": result_url,
+            "QueueTimeOutURL": timeout_url,
+            "Remarks": _check_remarks(remarks, min_len=2),
+        }
+        _check_result_urls(result_url, timeout_url)
+        status, payload = await self._authorized(REVERSAL_PATH, body, replay=False)
+        return self._accepted(status, payload, "reversal")
+
+    # ---- C2B simulate (sandbox) and Pull ----
+
+    async def c2b_simulate(
+        self, shortcode: str, msisdn: str, amount: Money, bill_ref: str, *, command_id: str = "CustomerPayBillOnline"
+    ) -> str:
+        """Make a sandbox customer pay ``shortcode``; returns the ``OriginatorCoversationID``.
+
+        Sandbox only: refused before any I/O when the base URL is production Daraja.
+        """
+        if urlsplit(self._base_url).hostname == PRODUCTION_HOST:
+            raise GatewayConfigurationError(
+                "C2B simulate exists only in the Daraja sandbox", code="mpesa_simulate_in_production"
+            )
+        if command_id not in C2B_COMMANDS:
+            raise InvalidInput(f"{command_id!r} is not a C2B CommandID", code="mpesa_invalid_command_id")
+        paybill = command_id == "CustomerPayBillOnline"
+        if len(bill_ref) > MAX_BILL_REF or (paybill and not bill_ref.strip()):
+            raise InvalidInput(
+                f"BillRefNumber must be 1..{MAX_BILL_REF} characters for a paybill", code="mpesa_bill_ref_length"
+            )
+        body = {
+            "ShortCode": _check_shortcode(shortcode),
+            "CommandID": command_id,
+            "Amount": daraja_amount(amount),
+            "Msisdn": daraja_msisdn(msisdn),
+            "BillRefNumber": bill_ref,
+        }
+        status, payload = await self._authorized(C2B_SIMULATE_PATH, body, replay=False)
+        return self._accepted(status, payload, "C2B simulate").originator_conversation_id
+
+    async def register_pull(self, shortcode: str, *, nominated_number: str, callback_url: str) -> bool:
+        """Register ``shortcode`` for the Pull API (production only, once); False if it already was."""
+        if not _usable_url(callback_url):
+            raise InvalidInput(f"{callback_url!r} is not a usable CallBackURL", code="mpesa_invalid_callback_url")
+        body = {
+            "ShortCode": _check_shortcode(shortcode),
+            "RequestType": "Pull",
+            "NominatedNumber": "0" + daraja_msisdn(nominated_number)[3:],
+            "CallBackURL": callback_url,
+        }
+        # Idempotent: a second registration answers 1001, so a resend is harmless.
+        status, payload = await self._authorized(PULL_REGISTER_PATH, body, replay=True)
+        if status != 200:
+            raise provider_error(status, payload)
+        answer = str(payload.get("ResponseStatus", "")).strip()
+        if answer not in {"1000", "1001"}:
+            raise PaymentGatewayError(
+                f"Daraja did not register Pull: {payload.get('ResponseDescription', payload)}",
+                code="mpesa_pull_not_registered",
+                provider_code=answer or None,
+            )
+        return answer == "1000"
+
+    async def pull_transactions(
+        self, shortcode: str, start: datetime, end: datetime, offset: int = 0
+    ) -> list[PullTransaction]:
+        """One page of the shortcode's payments between ``start`` and ``end`` (the last 48 hours only),
+        from row ``offset``; an empty list once no row is left (``1001``)."""
+        if end < start or offset < 0:
+            raise InvalidInput("the Pull window must not end before it starts", code="mpesa_invalid_pull_window")
+        body = {
+            "ShortCode": _check_shortcode(shortcode),
+            "StartDate": daraja_pull_time(start),
+            "EndDate": daraja_pull_time(end),
+            "OffSetValue": str(offset),
+        }
+        status, payload = await self._authorized(PULL_QUERY_PATH, body, replay=True)
+        if status != 200:
+            raise provider_error(status, payload)
+        code = str(payload.get("ResponseCode", "")).strip()
+        if code == "1001":
+            return []
+        if code != "1000":
+            raise PaymentGatewayError(
+                f"Daraja answered the Pull query with {code or payload!r}",
+                code="mpesa_pull_failed",
+                provider_code=code or None,
+            )
+        return [_pull_transaction(row) for row in _pull_rows(payload.get("Response"))]
+
+    async def _transaction_status(
+        self, key: dict[str, str], result_url: str, timeout_url: str, remarks: str
+    ) -> AsyncRequestAccepted:
+        body = {
+            **self._operator(),
+            "CommandID": "TransactionStatusQuery",
+            **key,
+            "PartyA": self._shortcode,
+            "IdentifierType": "4",  # an organisation shortcode
+            "ResultURL": result_url,
+            "QueueTimeOutURL": timeout_url,
+            "Remarks": _check_remarks(remarks, min_len=1),
+        }
+        _check_result_urls(result_url, timeout_url)
+        status, payload = await self._authorized(TRANSACTION_STATUS_PATH, body, replay=False)
+        return self._accepted(status, payload, "Transaction Status")
+
+    def _operator(self) -> dict[str, str]:
+        if not self._initiator or not self._security_credential:
+            raise GatewayConfigurationError(
+                "Transaction Status and Reversal need an API operator: set initiator and security_credential",
+                code="mpesa_initiator_missing",
+            )
+        return {"Initiator": self._initiator, "SecurityCredential": self._security_credential}
+
+    @staticmethod
+    def _accepted(status: int, payload: Mapping[str, Any], what: str) -> AsyncRequestAccepted:
+        if status != 200:
+            raise provider_error(status, payload)
+        response_code = str(payload.get("ResponseCode", "")).strip()
+        if response_code != "0":
+            raise PaymentGatewayError(
+                f"Daraja did not accept the {what}: {payload.get('ResponseDescription', payload)}",
+                code="mpesa_request_not_accepted",
+                provider_code=response_code or None,
+            )
+        # C2B answers spell it "OriginatorCoversationID" (§7.1); the org APIs spell it right.
+        originator = payload.get("OriginatorConversationID", payload.get("OriginatorCoversationID", ""))
+        return AsyncRequestAccepted(
+            originator_conversation_id=str(originator),
+            conversation_id=str(payload.get("ConversationID", "")),
+            response_description=str(payload.get("ResponseDescription", "")),
         )
 
     # ---- request bodies ----

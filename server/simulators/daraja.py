@@ -10,12 +10,24 @@ Endpoints (paths as on ``api.safaricom.co.ke``)::
     GET  /oauth/v1/generate?grant_type=client_credentials   Basic auth -> access token
     POST /mpesa/stkpush/v1/processrequest                   STK Push (M-Pesa Express)
     POST /mpesa/stkpushquery/v1/query                       STK Query
-    GET  /sim/deliveries                                     test-only: every callback attempt
-    POST /sim/reset                                          test-only: forget all state, reseed
+    POST /mpesa/c2b/v1/registerurl (and /v2/)               C2B URL registration   (daraja_c2b.py)
+    POST /mpesa/c2b/v1/simulate (and /v2/)                  C2B payment, sandbox   (daraja_c2b.py)
+    POST /pulltransactions/v1/register                      Pull API registration  (daraja_c2b.py)
+    POST /pulltransactions/v1/query                         Pull API, 48-hour window (daraja_c2b.py)
+    POST /mpesa/transactionstatus/v1/query                  Transaction Status     (daraja_org.py)
+    POST /mpesa/reversal/v1/request                         Reversal               (daraja_org.py)
+    GET  /sim/statement?date=YYYY-MM-DD[&shortcode=]        test-only: the day's statement, CSV
+    POST /sim/statement/inject                              test-only: add raw statement lines
+    GET  /sim/deliveries                                    test-only: every callback attempt
+    POST /sim/reset                                         test-only: forget all state, reseed
 
-C2B (register/simulate), Transaction Status, Reversal and Pull are not served yet; they slot in
-as further entries of ``_PROTECTED_ROUTES`` (bearer check and JSON parsing come for free) and
-submit their asynchronous results through the same ``CallbackDispatcher``.
+An invalid bearer token is ``404.001.03`` on the STK APIs and HTTP 400 ``400.003.01`` on the
+C2B, Pull and org APIs, as the two tables of the docs have it (reference §2).
+
+Every completed payment (an STK success, an accepted C2B payment) and every reversal is posted
+to one ledger per shortcode (``LedgerEntry``): it is the statement, and what Transaction
+Status, Reversal and Pull know about a receipt. Payer names come from ``payer_names`` or a
+fixed pool chosen by a hash of the MSISDN (not the RNG, so STK IDs stay the same as before).
 
 Scripted STK outcomes, by the last digit of ``PhoneNumber`` (the phone that gets the prompt):
 
@@ -49,6 +61,10 @@ contradict=100`` per request, else ``DarajaSimConfig.msisdn_faults`` per phone, 
 to a late success (with metadata); STK Query keeps answering the first result, which is the
 simulator's truth.
 
+C2B and org API outcomes and faults are described in ``daraja_c2b.py`` and ``daraja_org.py``;
+their results go through the same dispatcher, so ``X-Sim-Faults`` and the config faults apply
+(``contradict`` is STK-only). ``DarajaSimulator.drain()`` waits for C2B validations too.
+
 Time: the config clock stamps IDs, receipts, ``TransactionDate``, tokens and the delivery log;
 the event loop's clock paces processing (``processing_ms``) and callback delays, so a test can
 pin wall time without slowing down.
@@ -64,10 +80,11 @@ import json
 import random
 import re
 import string
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -91,6 +108,17 @@ SANDBOX_PASSKEY = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c
 TOKEN_LIFETIME = timedelta(seconds=3600)
 MAX_AMOUNT = 250_000
 RULE_17_WINDOW = timedelta(minutes=2)
+# A fixed pool, picked by a hash of the MSISDN: the same payer always gets the same name.
+PAYER_NAMES: tuple[tuple[str, str, str], ...] = (
+    ("JOHN", "", "DOE"),
+    ("WANJIKU", "", "KAMAU"),
+    ("OTIENO", "", "OCHIENG"),
+    ("AMINA", "", "HASSAN"),
+    ("KIPCHOGE", "", "KEINO"),
+    ("NJERI", "W", "MWANGI"),
+    ("BARASA", "", "WEKESA"),
+    ("AKINYI", "", "ODHIAMBO"),
+)
 
 RESULT_DESCS: dict[int | str, str] = {
     0: "The service request is processed successfully.",
@@ -165,6 +193,20 @@ class DarajaSimConfig:
     enforce_rule_17: bool = True
     balance_item: bool = True
     callback_timeout_s: float = 5.0
+    # C2B (daraja_c2b.py). External validation is off unless Safaricom enabled it (§7.1).
+    c2b_external_validation: frozenset[str] = frozenset()
+    c2b_validation_timeout_ms: int = 8000  # "usually < 8 seconds", then ResponseType decides
+    c2b_allow_overwrite: bool = True  # the sandbox; production answers "Urls are already registered"
+    mask_msisdn: bool = False  # "2547 ***** 149" in C2B bodies, Pull rows and the statement
+    payer_names: Mapping[str, tuple[str, str, str]] = field(
+        default_factory=lambda: {"254708374149": ("JOHN", "", "DOE")}
+    )
+    organisation_names: Mapping[str, str] = field(default_factory=dict)
+    opening_balance: int = 0  # KES on every shortcode's utility account
+    pull_page_size: int = 100
+    pull_includes_stk: bool = False
+    # Org APIs (daraja_org.py): initiator -> SecurityCredential; None accepts any non-empty pair.
+    initiators: Mapping[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -180,6 +222,64 @@ class StkTransaction:
     final_at: float  # event-loop time at which the customer has answered the prompt
     outcome: Outcome
     receipt: str | None
+
+
+LedgerKind = Literal["stk", "c2b", "reversal"]
+
+
+@dataclass(slots=True)
+class LedgerEntry:
+    """One completed movement on a shortcode's account: a statement line, and what Transaction
+    Status, Reversal and Pull know about its receipt."""
+
+    receipt: str
+    kind: LedgerKind
+    shortcode: str
+    msisdn: str
+    payer: tuple[str, str, str]
+    amount: int  # whole KES, always positive; ``credit`` says which way it moved
+    credit: bool
+    initiated_at: datetime
+    completed_at: datetime
+    reason_type: str
+    account: str = ""  # AccountReference or BillRefNumber
+    linked_id: str = ""  # the CheckoutRequestID of an STK payment, the receipt a reversal undid
+    originator_id: str = ""  # MerchantRequestID, C2B OriginatorCoversationID or reversal request ID
+    balance_after: int = 0
+    reversed_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InjectedLine:
+    """A raw statement line added by a test (``POST /sim/statement/inject``): statement only."""
+
+    completed_at: datetime
+    shortcode: str | None
+    row: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class C2BRegistration:
+    shortcode: str
+    response_type: str
+    confirmation_url: str
+    validation_url: str
+
+
+@dataclass(slots=True)
+class C2BRecord:
+    """One simulated C2B payment, accepted or not: the simulator's truth for tests."""
+
+    trans_id: str
+    originator_id: str
+    shortcode: str
+    command_id: str
+    amount: int
+    msisdn: str
+    bill_ref: str
+    requested_at: datetime
+    status: Literal["pending", "completed", "rejected"] = "pending"
+    decided_by: str = ""  # "validation:<ResultCode>", "fallback:<ResponseType>" or "no-validation"
 
 
 class DarajaError(Exception):
@@ -218,6 +318,16 @@ class DarajaSimulator:
         )
         self.tokens: dict[str, tuple[str, datetime]] = {}  # token -> (consumer key, expiry)
         self.transactions: dict[str, StkTransaction] = {}
+        self.ledger: list[LedgerEntry] = []
+        self.receipts: dict[str, LedgerEntry] = {}
+        self.by_originator: dict[str, LedgerEntry] = {}  # an originator/merchant request ID -> entry
+        self.balances: dict[str, int] = {}
+        self.injected: list[InjectedLine] = []
+        self.c2b_urls: dict[str, C2BRegistration] = {}
+        self.c2b_payments: dict[str, C2BRecord] = {}
+        self.pull_registrations: dict[str, str] = {}  # shortcode -> ResponseRefID
+        self.http: aiohttp.ClientSession | None = None  # the app's outbound session, for C2B validation
+        self._tasks: set[asyncio.Task[None]] = set()
         self._rng = random.Random()  # noqa: S311 - seeded for determinism; tokens guard nothing real
         self.reset()
 
@@ -228,15 +338,60 @@ class DarajaSimulator:
         self.log.clear()
         self.tokens.clear()
         self.transactions.clear()
+        self.ledger.clear()
+        self.receipts.clear()
+        self.by_originator.clear()
+        self.balances.clear()
+        self.injected.clear()
+        self.c2b_urls.clear()
+        self.c2b_payments.clear()
+        self.pull_registrations.clear()
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
 
-    # ---- ids shaped like the real ones (reference §3.2, §4.4) ----
+    # ---- background work (C2B validation round trips) ----
 
-    def _hex(self, n: int) -> str:
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``work`` in the background, tracked so ``drain`` waits for it and ``close`` stops it."""
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Wait until no background work is running and no callback is queued, held or in flight."""
+        async with asyncio.timeout(timeout_s):
+            while self._tasks:
+                done, _ = await asyncio.wait(set(self._tasks))
+                for task in done:
+                    if not task.cancelled() and (error := task.exception()) is not None:
+                        raise error  # a bug in the simulator must fail the test, not hang it
+            await self.dispatcher.drain(timeout_s)
+
+    async def close(self) -> None:
+        """Stop background work; called by the app's cleanup context."""
+        tasks = set(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ---- ids shaped like the real ones (reference §3.2, §4.4, §8, §9) ----
+
+    def hex_digits(self, n: int) -> str:
         return "".join(self._rng.choice("0123456789abcdef") for _ in range(n))
 
     def request_id(self) -> str:
         """A GUID fragment plus digits, like ``1c5b-4ba8-815c-ac45c57a3db01495926``."""
-        return f"{self._hex(4)}-{self._hex(4)}-{self._hex(4)}-{self._hex(12)}{self._rng.randrange(10**6, 10**7)}"
+        groups = "-".join(self.hex_digits(n) for n in (4, 4, 4, 12))
+        return f"{groups}{self._rng.randrange(10**6, 10**7)}"
+
+    def conversation_id(self, now: datetime) -> str:
+        """``AG_<Nairobi date>_<20 hex>``, like ``AG_20210706_20106e9209f64bebd05b``."""
+        return f"AG_{now.astimezone(NAIROBI):%Y%m%d}_{self.hex_digits(20)}"
+
+    def placeholder_transaction_id(self, now: datetime) -> str:
+        """The receipt-shaped ``TransactionID`` of an answer that moved no money (``SKE0000000``)."""
+        return self.receipt(now)[:3] + "0000000"
 
     def _checkout_request_id(self, now: datetime, phone: str) -> str:
         local = now.astimezone(NAIROBI)
@@ -249,7 +404,8 @@ class DarajaSimulator:
             at += timedelta(milliseconds=1)
         return checkout_id
 
-    def _receipt(self, now: datetime) -> str:
+    def receipt(self, now: datetime) -> str:
+        """A receipt number like ``UKR7OWQX0R``: year letter, month letter, eight characters."""
         # First letter tracks the year (L = 2017 ... U = 2026), second the month (A = Jan).
         local = now.astimezone(NAIROBI)
         year = string.ascii_uppercase[(ord("L") - ord("A") + local.year - 2017) % 26]
@@ -259,6 +415,42 @@ class DarajaSimulator:
 
     def _token(self) -> str:
         return "".join(self._rng.choice(string.ascii_letters + string.digits) for _ in range(28))
+
+    # ---- the ledger: every completed movement, per shortcode ----
+
+    def payer(self, msisdn: str) -> tuple[str, str, str]:
+        """First, middle and last name of the M-Pesa customer ``msisdn``."""
+        known = self.config.payer_names.get(msisdn)
+        return known or PAYER_NAMES[zlib.crc32(msisdn.encode()) % len(PAYER_NAMES)]
+
+    def shown_msisdn(self, msisdn: str) -> str:
+        """The MSISDN as merchant-facing data shows it: whole, or masked like ``2547 ***** 126``."""
+        return f"{msisdn[:4]} ***** {msisdn[-3:]}" if self.config.mask_msisdn else msisdn
+
+    def customer_party(self, entry: LedgerEntry) -> str:
+        """``254708374149 - JOHN DOE``, as statements and org API results name a customer."""
+        name = " ".join(part for part in entry.payer if part)
+        return f"{self.shown_msisdn(entry.msisdn)} - {name}"
+
+    def organisation_party(self, shortcode: str) -> str:
+        """``600992 - Safaricom Daraja 992``, as org API results name the organisation."""
+        return f"{shortcode} - {self.organisation_name(shortcode)}"
+
+    def organisation_name(self, shortcode: str) -> str:
+        return self.config.organisation_names.get(shortcode, f"Safaricom Daraja {shortcode[-3:]}")
+
+    def balance(self, shortcode: str) -> int:
+        return self.balances.get(shortcode, self.config.opening_balance)
+
+    def post(self, entry: LedgerEntry) -> LedgerEntry:
+        """Book a completed movement: the running balance, the receipt and its originator ID."""
+        delta = entry.amount if entry.credit else -entry.amount
+        entry.balance_after = self.balances[entry.shortcode] = self.balance(entry.shortcode) + delta
+        self.ledger.append(entry)
+        self.receipts[entry.receipt] = entry
+        if entry.originator_id:
+            self.by_originator[entry.originator_id] = entry
+        return entry
 
     # ---- OAuth ----
 
@@ -272,14 +464,14 @@ class DarajaSimulator:
         self.tokens[token] = (consumer_key, self.config.clock() + TOKEN_LIFETIME)
         return token
 
-    def check_bearer(self, header: str | None) -> None:
+    def check_bearer(self, header: str | None, invalid: tuple[int, str] = (404, "404.001.03")) -> None:
         """Raise the real answer for a missing, malformed, unknown or expired bearer token."""
         if not header:
             raise DarajaError(404, "404.001.04", "Invalid Authentication Header")
         scheme, _, token = header.partition(" ")
         entry = self.tokens.get(token.strip()) if scheme == "Bearer" else None
         if entry is None or self.config.clock() >= entry[1]:
-            raise DarajaError(404, "404.001.03", "Invalid Access Token")
+            raise DarajaError(invalid[0], invalid[1], "Invalid Access Token")
 
     # ---- STK ----
 
@@ -295,7 +487,7 @@ class DarajaSimulator:
         request = validate_push(body, require_https=self.config.require_https_callback)
         self._check_credentials(body, request.shortcode, request.timestamp)
         outcome = self._outcome(request, headers.get(OUTCOME_HEADER))
-        faults = self._faults(request.phone, headers.get(FAULT_HEADER))
+        faults = self.faults_for(request.phone, headers.get(FAULT_HEADER))
         loop = asyncio.get_running_loop()
         for earlier in self.transactions.values():
             if earlier.phone == request.phone and loop.time() < earlier.final_at:
@@ -314,15 +506,35 @@ class DarajaSimulator:
             created_at=now,
             final_at=loop.time() + self.config.processing_ms / 1000,
             outcome=outcome,
-            receipt=self._receipt(now) if outcome.succeeded else None,
+            receipt=self.receipt(now) if outcome.succeeded else None,
         )
         self.transactions[transaction.checkout_request_id] = transaction
+        if transaction.receipt is not None:
+            # The simulator's truth is the first result: a success is booked even if its callback is lost.
+            paybill = request.transaction_type == "CustomerPayBillOnline"
+            self.post(
+                LedgerEntry(
+                    receipt=transaction.receipt,
+                    kind="stk",
+                    shortcode=request.shortcode,
+                    msisdn=request.party_a,
+                    payer=self.payer(request.party_a),
+                    amount=request.amount,
+                    credit=True,
+                    initiated_at=now,
+                    completed_at=now + timedelta(milliseconds=self.config.processing_ms),
+                    reason_type="Pay Bill Online" if paybill else "Buy Goods Online",
+                    account=request.account_reference,
+                    linked_id=transaction.checkout_request_id,
+                    originator_id=transaction.merchant_request_id,
+                )
+            )
         if outcome.callback:
             result = self._callback_body(transaction, outcome, transaction.receipt, now)
             contradicting = Outcome(1032) if outcome.succeeded else Outcome(0)
             contradiction = None
             if faults.contradict_after_ms is not None:
-                late_receipt = self._receipt(now) if contradicting.succeeded else None
+                late_receipt = self.receipt(now) if contradicting.succeeded else None
                 contradiction = self._callback_body(transaction, contradicting, late_receipt, now)
             self.dispatcher.submit(
                 url=request.callback_url,
@@ -354,7 +566,8 @@ class DarajaSimulator:
                     return Outcome(17)
         return DIGIT_OUTCOMES[request.phone[-1]]
 
-    def _faults(self, phone: str, header: str | None) -> CallbackFaults:
+    def faults_for(self, phone: str, header: str | None) -> CallbackFaults:
+        """The callback faults of one request: its header, else the phone's, else the global ones."""
         base = self.config.msisdn_faults.get(phone, self.config.callback_faults)
         if header is None:
             return base
@@ -390,7 +603,7 @@ class DarajaSimulator:
 
     def query(self, body: Mapping[str, Any]) -> dict[str, str]:
         """Answer STK Query: HTTP 500 "being processed" until the customer has answered, then the result."""
-        shortcode = _shortcode(body, max_digits=7)
+        shortcode = shortcode_field(body, max_digits=7)
         timestamp = _timestamp(body)
         checkout_id = body.get("CheckoutRequestID")
         if not isinstance(checkout_id, str) or not checkout_id:
@@ -447,7 +660,7 @@ class PushRequest:
     transaction_desc: str | None
 
 
-def _digits(value: Any) -> str | None:
+def digits(value: Any) -> str | None:
     """Daraja takes numeric fields as JSON numbers or strings alike; anything else is invalid."""
     if isinstance(value, bool):
         return None
@@ -458,10 +671,11 @@ def _digits(value: Any) -> str | None:
     return None
 
 
-def _shortcode(body: Mapping[str, Any], *, max_digits: int) -> str:
-    shortcode = _digits(body.get("BusinessShortCode"))
+def shortcode_field(body: Mapping[str, Any], *, max_digits: int, name: str = "BusinessShortCode") -> str:
+    """A 5..``max_digits``-digit shortcode, as a JSON number or a string."""
+    shortcode = digits(body.get(name))
     if shortcode is None or not 5 <= len(shortcode) <= max_digits:
-        raise bad_request("BusinessShortCode")
+        raise bad_request(name)
     return shortcode
 
 
@@ -480,45 +694,56 @@ def _timestamp(body: Mapping[str, Any]) -> str:
     return timestamp
 
 
-def _msisdn(body: Mapping[str, Any], name: str) -> str:
-    phone = _digits(body.get(name))
+def msisdn_field(body: Mapping[str, Any], name: str) -> str:
+    """A 12-digit ``2547...``/``2541...`` MSISDN, as a JSON number or a string."""
+    phone = digits(body.get(name))
     if phone is None or not MSISDN.match(phone):
         raise bad_request(name)
     return phone
 
 
-def _amount(value: Any) -> int:
+def amount_field(value: Any) -> int:
+    """Whole shillings, KES 1..250,000, as a JSON number or a string."""
     # Whole shillings only: 1.5, "1.5" and 1.0 are all "Invalid Amount" (reference §3.1).
-    amount = _digits(value)
+    amount = digits(value)
     if amount is None or not 1 <= int(amount) <= MAX_AMOUNT:
         raise bad_request("Amount")
     return int(amount)
 
 
-def _callback_url(value: Any, *, require_https: bool) -> str:
+def check_url(value: Any, field_name: str, *, require_https: bool) -> str:
+    """A callback URL without whitespace or junk, else ``Bad Request - Invalid <field_name>``."""
     if not isinstance(value, str) or value != value.strip() or any(c.isspace() for c in value):
-        raise bad_request("CallBackURL")
+        raise bad_request(field_name)
     parts = urlsplit(value)
     schemes = ("https",) if require_https else ("http", "https")
     if parts.scheme not in schemes or not parts.hostname:
-        raise bad_request("CallBackURL")
+        raise bad_request(field_name)
+    return value
+
+
+def text_field(body: Mapping[str, Any], name: str, *, min_len: int = 1, max_len: int = 100) -> str:
+    """A required string field of ``min_len..max_len`` characters, else ``400.002.02``."""
+    value = body.get(name)
+    if not isinstance(value, str) or not min_len <= len(value.strip()) <= max_len:
+        raise bad_request(name)
     return value
 
 
 def validate_push(body: Mapping[str, Any], *, require_https: bool) -> PushRequest:
     """Check an STK Push body, raising the first field's ``400.002.02`` as Daraja does."""
-    shortcode = _shortcode(body, max_digits=6)
+    shortcode = shortcode_field(body, max_digits=6)
     timestamp = _timestamp(body)
     transaction_type = body.get("TransactionType")
     if transaction_type not in TRANSACTION_TYPES:
         raise bad_request("TransactionType")
-    amount = _amount(body.get("Amount"))
-    party_a = _msisdn(body, "PartyA")
-    party_b = _digits(body.get("PartyB"))
+    amount = amount_field(body.get("Amount"))
+    party_a = msisdn_field(body, "PartyA")
+    party_b = digits(body.get("PartyB"))
     if party_b is None or not 5 <= len(party_b) <= 7:
         raise bad_request("PartyB")
-    phone = _msisdn(body, "PhoneNumber")
-    callback_url = _callback_url(body.get("CallBackURL"), require_https=require_https)
+    phone = msisdn_field(body, "PhoneNumber")
+    callback_url = check_url(body.get("CallBackURL"), "CallBackURL", require_https=require_https)
     reference = body.get("AccountReference")
     if not isinstance(reference, str) or not 1 <= len(reference) <= 12:
         raise bad_request("AccountReference")
@@ -544,7 +769,7 @@ def validate_push(body: Mapping[str, Any], *, require_https: bool) -> PushReques
 daraja_simulator_key = web.AppKey("daraja_simulator", DarajaSimulator)
 dispatcher_task_key = web.AppKey("daraja_dispatcher_task", asyncio.Task[None])
 
-Handler = Callable[[DarajaSimulator, Mapping[str, Any], web.Request], dict[str, str]]
+Handler = Callable[[DarajaSimulator, Mapping[str, Any], web.Request], Mapping[str, Any]]
 
 
 def _error_response(sim: DarajaSimulator, error: DarajaError) -> web.Response:
@@ -574,7 +799,9 @@ async def _oauth(request: web.Request) -> web.Response:
     return web.json_response({"access_token": token, "expires_in": expires_in})
 
 
-def _protected(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
+def _protected(
+    handler: Handler, invalid_token: tuple[int, str] = (404, "404.001.03")
+) -> Callable[[web.Request], Awaitable[web.Response]]:
     """Wrap a business API: POST only, bearer token checked, JSON body parsed leniently."""
 
     async def endpoint(request: web.Request) -> web.Response:
@@ -582,7 +809,7 @@ def _protected(handler: Handler) -> Callable[[web.Request], Awaitable[web.Respon
         try:
             if request.method != "POST":
                 raise DarajaError(404, "404.001.04", "Invalid Authentication Header")
-            sim.check_bearer(request.headers.get("Authorization"))
+            sim.check_bearer(request.headers.get("Authorization"), invalid_token)
             try:
                 parsed = json.loads(await request.read())
             except (json.JSONDecodeError, UnicodeDecodeError):
@@ -596,11 +823,11 @@ def _protected(handler: Handler) -> Callable[[web.Request], Awaitable[web.Respon
     return endpoint
 
 
-def _stk_push(sim: DarajaSimulator, body: Mapping[str, Any], request: web.Request) -> dict[str, str]:
+def _stk_push(sim: DarajaSimulator, body: Mapping[str, Any], request: web.Request) -> Mapping[str, Any]:
     return sim.push(body, request.headers)
 
 
-def _stk_query(sim: DarajaSimulator, body: Mapping[str, Any], request: web.Request) -> dict[str, str]:
+def _stk_query(sim: DarajaSimulator, body: Mapping[str, Any], request: web.Request) -> Mapping[str, Any]:
     return sim.query(body)
 
 
@@ -624,8 +851,11 @@ async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
     """Own the outbound HTTP session and the callback worker for the app's lifetime."""
     sim = app[daraja_simulator_key]
     async with aiohttp.ClientSession() as session:
+        sim.http = session
         app[dispatcher_task_key] = asyncio.create_task(sim.dispatcher.run(session), name="daraja-callbacks")
         yield
+        await sim.close()
+        sim.http = None
         task = app[dispatcher_task_key]
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -634,11 +864,18 @@ async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_daraja_app(config: DarajaSimConfig) -> web.Application:
     """Build the Daraja simulator app; no I/O until it starts."""
+    # The C2B and org APIs build on this module's primitives, so they are imported here, not at the top.
+    from server.simulators import daraja_c2b, daraja_org
+
     app = web.Application()
     app[daraja_simulator_key] = DarajaSimulator(config)
     app.router.add_get("/oauth/v1/generate", _oauth)
     for path, handler in _PROTECTED_ROUTES.items():
         app.router.add_route("*", path, _protected(handler))
+    for path, handler in (daraja_c2b.ROUTES | daraja_org.ROUTES).items():
+        app.router.add_route("*", path, _protected(handler, invalid_token=(400, "400.003.01")))
+    app.router.add_get("/sim/statement", daraja_org.statement)
+    app.router.add_post("/sim/statement/inject", daraja_org.inject_statement)
     app.router.add_get("/sim/deliveries", _deliveries)
     app.router.add_post("/sim/reset", _reset)
     app.cleanup_ctx.append(_dispatcher_ctx)

@@ -56,7 +56,7 @@ from lms_domain.payments.ports import StkPushAccepted, StkPushRequest, StkQueryR
 from lms_domain.subscriptions.models import Subscription, SubscriptionStatus
 from lms_domain.tenancy.models import Role
 from server.app import create_app
-from server.keys import callback_tasks_key, mpesa_gateways_key, sessionmaker_key
+from server.keys import callback_tasks_key, gateways_key, sessionmaker_key
 from server.settings import DatabaseSettings, HttpSettings, PaymentsSettings, RateLimitSettings, Settings
 from server.simulators.daraja import (
     SANDBOX_PASSKEY,
@@ -251,7 +251,7 @@ async def test_a_lost_callback_is_settled_by_stk_query(shop: Shop) -> None:
     assert shop.deliveries(intent["checkout_request_id"]) == 0
     assert (await shop.intent(intent["id"])).status is IntentStatus.PENDING
 
-    gateway = shop.app[mpesa_gateways_key].default
+    gateway = shop.app[gateways_key].default_daraja
     async with shop.makers() as session, session.begin():
         # Not pending long enough yet: nothing is asked.
         assert await flows.reconcile_pending(session, gateway, shop.clock, timedelta(minutes=1)) == {}
@@ -306,12 +306,6 @@ async def test_malformed_callbacks_are_400_and_only_json_is_kept(shop: Shop) -> 
         [event] = (await session.scalars(sa.select(WebhookEvent))).all()
     assert event.status is WebhookStatus.FAILED and event.event_key == "ws_CO_2"
     assert await shop.count(Payment) == 0
-
-
-async def test_airtel_is_not_available_yet(shop: Shop) -> None:
-    order = await shop.order()
-    status, problem = await shop.call("POST", V1 + f"/orders/{order['id']}/payments", json={"provider": "airtel"})
-    assert status == 501 and "Airtel collection adapter" in problem["detail"]
 
 
 # The property ------------------------------------------------------------------------------

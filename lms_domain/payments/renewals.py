@@ -1,0 +1,314 @@
+"""Subscription renewal by approval: the learner approves on their own phone, and only then is
+a payment prompt fired. ``approve_renewal`` is the single entry point the USSD, SMS, REST and
+dunning code call; ``settle_renewal`` is what any payment for the renewal ends in.
+
+Idempotent per (subscription, period): a second approval while the first prompt is still open,
+or after it was paid, returns the same attempt and fires nothing. A new prompt after a failed
+one respects Daraja's spacing (rule 17: not the same amount to the same phone within two
+minutes), so a learner tapping "renew" twice never gets two prompts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from lms_domain.clock import Clock
+from lms_domain.commerce.models import Price
+from lms_domain.entitlements.models import Entitlement, EntitlementSource
+from lms_domain.errors import Conflict, InvalidInput, NotFound
+from lms_domain.ids import new_id
+from lms_domain.money import DEFAULT_VAT_RATE_BP
+from lms_domain.payments.models import IntentStatus, Payment, PaymentIntent, Provider
+from lms_domain.payments.ports import Gateways, PaymentGatewayError
+from lms_domain.payments.settlement import add_interval, clearing_account, sale_postings
+from lms_domain.phones import Network, network_of, normalize_msisdn
+from lms_domain.subscriptions.models import (
+    RenewalOutcome,
+    Subscription,
+    SubscriptionRenewalAttempt,
+    SubscriptionStatus,
+)
+from lms_domain.tenancy.models import Learner, Phone
+
+RENEWAL_DESCRIPTION = "Somo renewal"  # TransactionDesc: at most 13 characters
+REPUSH_SPACING = timedelta(minutes=2)
+# A paybill payment of the renewal amount counts as the renewal this long before it is due.
+EARLY_PAYMENT_WINDOW = timedelta(days=7)
+_OPEN_INTENT = (IntentStatus.CREATED, IntentStatus.PENDING, IntentStatus.UNKNOWN)
+_RENEWABLE = (
+    SubscriptionStatus.ACTIVE,
+    SubscriptionStatus.PAST_DUE,
+    SubscriptionStatus.GRACE,
+    SubscriptionStatus.UNPAID,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RenewalApproval:
+    """The attempt an approval belongs to, its payment intent, and whether it fired a prompt."""
+
+    attempt: SubscriptionRenewalAttempt
+    intent: PaymentIntent | None
+    pushed: bool
+
+
+async def _locked_subscription(session: AsyncSession, subscription_id: uuid.UUID) -> Subscription | None:
+    return await session.scalar(
+        sa.select(Subscription)
+        .where(Subscription.id == subscription_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+async def _payer(session: AsyncSession, learner: Learner, msisdn: str | None) -> str:
+    if msisdn:
+        return normalize_msisdn(msisdn)
+    phone = await session.get(Phone, learner.phone_id) if learner.phone_id is not None else None
+    if phone is None:
+        raise InvalidInput("the learner has no phone to prompt", code="phone_required")
+    return phone.e164
+
+
+def provider_for(msisdn: str, network: Network | None = None) -> Provider:
+    """Airtel numbers (by the gateway's network code, else by prefix) pay with Airtel Money."""
+    return Provider.AIRTEL if (network or network_of(msisdn)) is Network.AIRTEL else Provider.MPESA
+
+
+async def _latest_attempt(
+    session: AsyncSession, subscription_id: uuid.UUID, period_start: datetime
+) -> SubscriptionRenewalAttempt | None:
+    return await session.scalar(
+        sa.select(SubscriptionRenewalAttempt)
+        .where(
+            SubscriptionRenewalAttempt.subscription_id == subscription_id,
+            SubscriptionRenewalAttempt.period_start == period_start,
+        )
+        .order_by(SubscriptionRenewalAttempt.attempt_no.desc())
+        .limit(1)
+    )
+
+
+async def _prepare(
+    session: AsyncSession,
+    *,
+    subscription_id: uuid.UUID,
+    period_start: datetime | None,
+    msisdn: str | None,
+    network: Network | None,
+    clock: Clock,
+) -> RenewalApproval:
+    subscription = await _locked_subscription(session, subscription_id)
+    if subscription is None:
+        raise NotFound("subscription not found")
+    if subscription.status not in _RENEWABLE:
+        raise Conflict(f"the subscription is {subscription.status.value}", code="subscription_not_renewable")
+    period = period_start or subscription.current_period_end
+    latest = await _latest_attempt(session, subscription.id, period)
+    if period < subscription.current_period_end:
+        if latest is not None and latest.outcome is RenewalOutcome.SUCCEEDED:
+            return RenewalApproval(attempt=latest, intent=None, pushed=False)
+        raise Conflict("that period is already paid", code="renewal_already_paid")
+    if period > subscription.current_period_end:
+        raise InvalidInput("that period is not due yet", code="renewal_not_due")
+    now = clock.now()
+    if latest is not None and latest.payment_intent_id is not None:
+        intent = await session.get(PaymentIntent, latest.payment_intent_id)
+        assert intent is not None
+        if intent.status in _OPEN_INTENT or intent.status is IntentStatus.SUCCEEDED:
+            return RenewalApproval(attempt=latest, intent=intent, pushed=False)
+        wait = intent.created_at + REPUSH_SPACING - now
+        if wait > timedelta(0):
+            raise Conflict(
+                "the last prompt was under two minutes ago; try again shortly",
+                code="renewal_push_too_soon",
+                retry_after_s=int(wait.total_seconds()) + 1,
+            )
+    if latest is not None and latest.outcome in (RenewalOutcome.SCHEDULED, RenewalOutcome.INVITED):
+        attempt = latest  # the dunning job's invitation is what the learner is approving
+    else:
+        attempt = SubscriptionRenewalAttempt(
+            id=new_id(),
+            institution_id=subscription.institution_id,
+            subscription_id=subscription.id,
+            period_start=period,
+            attempt_no=0 if latest is None else latest.attempt_no + 1,
+            scheduled_for=now,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(attempt)
+    learner = await session.get(Learner, subscription.learner_id)
+    price = await session.get(Price, subscription.price_id)
+    assert learner is not None and price is not None  # foreign keys
+    if price.amount_minor <= 0:
+        raise Conflict("the plan is free: nothing to collect", code="renewal_is_free")
+    payer = await _payer(session, learner, msisdn)
+    provider = provider_for(payer, network)
+    intent_id = new_id()
+    intent = PaymentIntent(
+        id=intent_id,
+        institution_id=subscription.institution_id,
+        learner_id=learner.id,
+        subscription_id=subscription.id,
+        provider=provider,
+        currency=price.currency,
+        amount_minor=price.amount_minor,
+        msisdn=payer,
+        account_reference=learner.account_no,
+        description=RENEWAL_DESCRIPTION,
+        idempotency_key=f"renewal:{attempt.id}",
+        provider_request_id=intent_id.hex.upper() if provider is Provider.AIRTEL else None,
+        status=IntentStatus.CREATED,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(intent)
+    await session.flush()
+    attempt.outcome, attempt.approved_at, attempt.payment_intent_id = RenewalOutcome.APPROVED, now, intent.id
+    attempt.updated_at = now
+    return RenewalApproval(attempt=attempt, intent=intent, pushed=True)
+
+
+async def approve_renewal(
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    subscription_id: uuid.UUID,
+    period_start: datetime | None = None,
+    msisdn: str | None = None,
+    network: Network | None = None,
+    gateways: Gateways,
+    clock: Clock,
+) -> RenewalApproval:
+    """The learner approved renewing ``subscription_id`` for the period starting ``period_start``
+    (default: the next one). Fires exactly one STK Push or Airtel collection per approval.
+
+    ``pushed`` is False when an earlier approval of the same period is still open or paid.
+    A provider error marks the attempt failed and propagates (with its failure class).
+    """
+    from lms_domain.payments.flows import push_intent
+
+    async with sessions() as session, session.begin():
+        approval = await _prepare(
+            session,
+            subscription_id=subscription_id,
+            period_start=period_start,
+            msisdn=msisdn,
+            network=network,
+            clock=clock,
+        )
+    if not approval.pushed or approval.intent is None:
+        return approval
+    try:
+        intent = await push_intent(sessions=sessions, intent=approval.intent, gateways=gateways, clock=clock)
+    except (PaymentGatewayError, InvalidInput) as exc:
+        async with sessions() as session, session.begin():
+            attempt = await session.get(SubscriptionRenewalAttempt, approval.attempt.id)
+            assert attempt is not None
+            attempt.outcome, attempt.resolved_at, attempt.updated_at = RenewalOutcome.FAILED, clock.now(), clock.now()
+            attempt.failure_class = getattr(exc, "failure_class", None)
+            attempt.detail = exc.detail[:255]
+        raise
+    return RenewalApproval(attempt=approval.attempt, intent=intent, pushed=True)
+
+
+async def record_renewal_failure(session: AsyncSession, intent: PaymentIntent, clock: Clock) -> None:
+    """A renewal prompt failed: its attempt is failed, with the class dunning decides on."""
+    attempt = await session.scalar(
+        sa.select(SubscriptionRenewalAttempt).where(SubscriptionRenewalAttempt.payment_intent_id == intent.id)
+    )
+    if attempt is not None and attempt.outcome is RenewalOutcome.APPROVED:
+        attempt.outcome, attempt.resolved_at, attempt.updated_at = RenewalOutcome.FAILED, clock.now(), clock.now()
+        attempt.failure_class = intent.failure_class.value if intent.failure_class else None
+        attempt.detail = (intent.result_desc or "")[:255]
+
+
+async def renewal_for_intent(session: AsyncSession, intent: PaymentIntent) -> Subscription | None:
+    """The subscription a renewal intent pays, locked."""
+    if intent.subscription_id is None:
+        return None
+    return await _locked_subscription(session, intent.subscription_id)
+
+
+async def renewal_awaiting_payment(
+    session: AsyncSession, learner_id: uuid.UUID, amount_minor: int, at: datetime
+) -> Subscription | None:
+    """The learner's subscription that a payment of exactly ``amount_minor`` renews: one that is
+    past due, in grace or unpaid, or active and due within a week."""
+    subscription_id = await session.scalar(
+        sa.select(Subscription.id)
+        .join(Price, Price.id == Subscription.price_id)
+        .where(
+            Subscription.learner_id == learner_id,
+            Subscription.status.in_(_RENEWABLE),
+            Price.amount_minor == amount_minor,
+            sa.or_(
+                Subscription.status != SubscriptionStatus.ACTIVE,
+                Subscription.current_period_end <= at + EARLY_PAYMENT_WINDOW,
+            ),
+        )
+        .order_by(Subscription.current_period_end, Subscription.id)
+        .limit(1)
+    )
+    return await _locked_subscription(session, subscription_id) if subscription_id is not None else None
+
+
+async def settle_renewal(
+    session: AsyncSession, subscription: Subscription, *, payment: Payment, clock: Clock
+) -> list[tuple[str, int]]:
+    """Extend ``subscription`` by one period and its entitlement with it; the sale postings.
+
+    A lapsed (unpaid) subscription restarts from the payment; any other continues from its
+    period end, so paying early never loses days.
+    """
+    price = await session.get(Price, subscription.price_id)
+    assert price is not None  # foreign key
+    paid_for = subscription.current_period_end
+    start = payment.paid_at if subscription.status is SubscriptionStatus.UNPAID else paid_for
+    end = add_interval(start, price.interval)
+    if end is None:
+        raise Conflict("a one-time price does not renew", code="renewal_not_recurring")
+    now = clock.now()
+    subscription.current_period_start, subscription.current_period_end = start, end
+    subscription.status, subscription.grace_until = SubscriptionStatus.ACTIVE, None
+    entitlement = await session.scalar(
+        sa.select(Entitlement)
+        .where(Entitlement.source == EntitlementSource.SUBSCRIPTION, Entitlement.source_id == subscription.id)
+        .order_by(Entitlement.valid_from.desc())
+        .limit(1)
+    )
+    if entitlement is not None:
+        entitlement.valid_until, entitlement.revoked_at = end, None
+    else:
+        session.add(
+            Entitlement(
+                id=new_id(),
+                institution_id=subscription.institution_id,
+                learner_id=subscription.learner_id,
+                product_id=subscription.product_id,
+                source=EntitlementSource.SUBSCRIPTION,
+                source_id=subscription.id,
+                valid_from=start,
+                valid_until=end,
+            )
+        )
+    attempts = await session.scalars(
+        sa.select(SubscriptionRenewalAttempt).where(
+            SubscriptionRenewalAttempt.subscription_id == subscription.id,
+            SubscriptionRenewalAttempt.period_start == paid_for,
+            SubscriptionRenewalAttempt.outcome.in_(
+                [RenewalOutcome.SCHEDULED, RenewalOutcome.INVITED, RenewalOutcome.APPROVED, RenewalOutcome.FAILED]
+            ),
+        )
+    )
+    for attempt in attempts:
+        paid_by_it = payment.intent_id is not None and attempt.payment_intent_id == payment.intent_id
+        if paid_by_it or attempt.outcome is not RenewalOutcome.FAILED:
+            attempt.outcome = RenewalOutcome.SUCCEEDED if paid_by_it else RenewalOutcome.SKIPPED
+            attempt.resolved_at, attempt.updated_at = now, now
+    return sale_postings(payment.amount_minor, DEFAULT_VAT_RATE_BP, clearing_account(payment.provider))

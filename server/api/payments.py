@@ -1,0 +1,149 @@
+"""Payments beyond checkout: suspense matching, sending refunds, and approving renewals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lms_domain.access import ensure_learners_row
+from lms_domain.commerce.schemas import RefundOut
+from lms_domain.errors import NotFound
+from lms_domain.payments import paybill, renewals, reversals
+from lms_domain.payments.schemas import (
+    PaymentIntentOut,
+    PaymentOut,
+    RenewalOut,
+    RenewalRequest,
+    SuspenseCandidate,
+    SuspenseMatch,
+    SuspensePage,
+    SuspensePaymentOut,
+)
+from lms_domain.subscriptions.models import Subscription
+from lms_domain.tenancy.models import Role
+from server.api.registry import Api, Call
+from server.keys import gateways_key, sessionmaker_key
+
+api = Api("payments", description="Suspense matching for unmatched paybill payments, refunds sent back, renewals.")
+
+ADMINS = frozenset({Role.PLATFORM_ADMIN, Role.INSTITUTION_ADMIN})
+
+
+@api.get("/payments/suspense", summary="List unmatched paybill payments", response=SuspensePage, auth=ADMINS)
+async def list_suspense(call: Call[Any, Any]) -> SuspensePage:
+    """Newest first, each with the learners whose account number is one typo away."""
+    async with call.read() as session:
+        items = await paybill.list_suspense(session, call.actor)
+    return SuspensePage(
+        items=[
+            SuspensePaymentOut(
+                payment_id=item.payment.id,
+                provider=item.payment.provider.value,
+                provider_receipt=item.payment.provider_receipt,
+                amount_minor=item.payment.amount_minor,
+                currency=item.payment.currency,
+                held_minor=item.held_minor,
+                account_reference=item.payment.account_reference,
+                payer_name=item.payment.payer_name,
+                msisdn=item.payment.msisdn,
+                learner_id=item.payment.learner_id,
+                paid_at=item.payment.paid_at,
+                candidates=[
+                    SuspenseCandidate(learner_id=c.id, display_name=c.display_name, account_no=c.account_no)
+                    for c in item.candidates
+                ],
+            )
+            for item in items
+        ]
+    )
+
+
+@api.post(
+    "/payments/{payment_id}/match",
+    summary="Match a suspense payment to a learner",
+    body=SuspenseMatch,
+    response=PaymentOut,
+    auth=ADMINS,
+)
+async def match_suspense(call: Call[SuspenseMatch, Any]) -> PaymentOut:
+    """With `order_id`, the held money pays that order (exact amount only) and leaves suspense."""
+    async with call.uow() as session:
+        payment = await paybill.match_suspense(
+            session=session,
+            actor=call.actor,
+            payment_id=call.path_uuid("payment_id"),
+            learner_id=call.body.learner_id,
+            order_id=call.body.order_id,
+            clock=call.clock,
+        )
+        return PaymentOut(
+            id=payment.id,
+            institution_id=payment.institution_id,
+            learner_id=payment.learner_id,
+            provider=payment.provider.value,
+            provider_receipt=payment.provider_receipt,
+            amount_minor=payment.amount_minor,
+            currency=payment.currency,
+            status=payment.status.value,
+            account_reference=payment.account_reference,
+            paid_at=payment.paid_at,
+        )
+
+
+@api.post(
+    "/refunds/{refund_id}/send",
+    summary="Send an approved refund",
+    response=RefundOut,
+    status=202,
+    auth=ADMINS,
+    extra_responses={
+        409: "Not approved, partial (providers reverse whole payments only) or already sent.",
+        502: "The provider refused the reversal.",
+        503: "The provider could not be reached; try again.",
+    },
+)
+async def send_refund(call: Call[Any, Any]) -> RefundOut:
+    """A full M-Pesa Reversal (answered later, `processing` until then) or an Airtel refund."""
+    refund = await reversals.send_refund(
+        sessions=call.app[sessionmaker_key],
+        actor=call.actor,
+        refund_id=call.path_uuid("refund_id"),
+        gateways=call.app[gateways_key],
+        clock=call.clock,
+    )
+    return RefundOut.model_validate(refund)
+
+
+@api.post(
+    "/subscriptions/{subscription_id}/renew",
+    summary="Approve a renewal",
+    body=RenewalRequest,
+    response=RenewalOut,
+    status=202,
+    idempotent=True,
+    extra_responses={409: "Cancelled, already paid, or prompted under two minutes ago (`retry_after_s`)."},
+)
+async def approve_renewal(call: Call[RenewalRequest, Any]) -> RenewalOut:
+    """The learner (or staff on their behalf) approves: one M-Pesa or Airtel prompt per period."""
+    subscription_id = call.path_uuid("subscription_id")
+    async with call.read() as session:
+        subscription = await session.get(Subscription, subscription_id)
+        ensure_learners_row(subscription, call.actor, what="subscription")
+    if subscription is None:  # pragma: no cover - ensure_learners_row raised
+        raise NotFound("subscription not found")
+    approval = await renewals.approve_renewal(
+        sessions=call.app[sessionmaker_key],
+        subscription_id=subscription_id,
+        period_start=call.body.period_start,
+        msisdn=call.body.phone,
+        gateways=call.app[gateways_key],
+        clock=call.clock,
+    )
+    attempt = approval.attempt
+    return RenewalOut(
+        attempt_id=attempt.id,
+        attempt_no=attempt.attempt_no,
+        period_start=attempt.period_start,
+        outcome=attempt.outcome.value,
+        prompted=approval.pushed,
+        intent=PaymentIntentOut.of(approval.intent) if approval.intent is not None else None,
+    )
