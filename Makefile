@@ -27,9 +27,11 @@ run: $(STAMP)
 	@echo "    readiness: http://127.0.0.1:8080/ready"
 	@echo "    logins:    admin / admin-dev-2026, teacher / teacher-dev-2026, amina / learner-dev-2026"
 	@echo "    phones:    +254700000001 (PIN 1234), +254700000002 (Baraka 2345, Zawadi 3456), +254700000003 (4567)"
+	@echo "    payments:  provider simulators (M-Pesa, Airtel) on http://127.0.0.1:8090, log in var/simulator.log"
 	@echo "  Press Ctrl-C to stop."
 	@echo ""
-	@exec $(BIN)/somo serve
+	@mkdir -p var; $(BIN)/somo simulate > var/simulator.log 2>&1 & sim=$$!; \
+	  trap 'kill $$sim 2>/dev/null' EXIT INT TERM; $(BIN)/somo serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

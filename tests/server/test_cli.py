@@ -198,6 +198,8 @@ def test_seed_refuses_production(database_url: str, tmp_path: Path) -> None:
             "SOMO_PAYMENTS__MPESA_PASSKEY",
             "SOMO_PAYMENTS__AIRTEL_CLIENT_ID",
             "SOMO_PAYMENTS__AIRTEL_CLIENT_SECRET",
+            "SOMO_PAYMENTS__MPESA_SECURITY_CREDENTIAL",
+            "SOMO_PAYMENTS__AIRTEL_CALLBACK_HASH_SECRET",
             "SOMO_NOTIFICATIONS__AT_API_KEY",
             "SOMO_NOTIFICATIONS__ACS_CONNECTION_STRING",
         )

@@ -1,4 +1,4 @@
-"""`somo simulate` serves the Daraja simulator with the credentials from the settings."""
+"""`somo simulate` serves the Daraja and Airtel simulators with the credentials from the settings."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ def test_simulate_answers_oauth_with_the_configured_credentials(tmp_path: Path) 
         **os.environ,
         "SOMO_PAYMENTS__MPESA_CONSUMER_KEY": "dev-key-1",
         "SOMO_PAYMENTS__MPESA_CONSUMER_SECRET": "dev-s",
+        "SOMO_PAYMENTS__AIRTEL_CLIENT_ID": "dev-airtel-1",
+        "SOMO_PAYMENTS__AIRTEL_CLIENT_SECRET": "dev-a",
     }
     somo = Path(sys.executable).parent / "somo"
     proc = subprocess.Popen(
@@ -47,6 +49,13 @@ def test_simulate_answers_oauth_with_the_configured_credentials(tmp_path: Path) 
                 assert time.monotonic() < deadline, "simulator did not start"
                 time.sleep(0.2)
         assert answer.status_code == 200 and answer.json()["expires_in"] == "3599"
+        # Airtel is served on the same port with its own credentials.
+        airtel = requests.post(
+            f"http://127.0.0.1:{port}/auth/oauth2/token",
+            json={"client_id": "dev-airtel-1", "client_secret": "dev-a", "grant_type": "client_credentials"},
+            timeout=2,
+        )
+        assert airtel.status_code == 200 and airtel.json()["access_token"]
         refused = requests.get(url, auth=("someone-else", "nope"), timeout=2)
         assert refused.status_code >= 400
     finally:
