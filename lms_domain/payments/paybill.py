@@ -176,7 +176,13 @@ async def record_confirmation(session: AsyncSession, event_id: uuid.UUID, clock:
         _finish(event, WebhookStatus.FAILED, clock, exc.detail)
         return event
     learner = await learner_for_account(session, c2b.bill_ref)
-    institution_id = learner.institution_id if learner is not None else await paybill_owner(session, c2b.shortcode)
+    owner = await paybill_owner(session, c2b.shortcode)
+    if learner is not None and owner is not None and owner != learner.institution_id:
+        # Paid into one school's paybill with another school's account number: the money is
+        # the paybill owner's to hold, flagged for review, never credited across schools.
+        log.warning("paybill %s payment %s names a learner of another school", c2b.shortcode, c2b.trans_id)
+        learner = None
+    institution_id = learner.institution_id if learner is not None else owner
     if institution_id is None:
         # No school to book it to: reconciliation reports it as missing in the ledger.
         _finish(event, WebhookStatus.FAILED, clock, f"no institution owns paybill {c2b.shortcode}")

@@ -105,3 +105,25 @@ class RenewalOut(BaseModel):
     outcome: str
     prompted: bool = Field(description="False when an earlier approval's prompt is still open or paid.")
     intent: PaymentIntentOut | None
+
+
+class LedgerBalanceQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    institution_id: uuid.UUID | None = Field(default=None, description="Platform admins name the institution.")
+    currency: str = Field(default="KES", pattern=r"^[A-Z]{3}$")
+    at: datetime | None = Field(default=None, description="Balances as of this instant (inclusive).")
+
+
+class LedgerAccountBalance(BaseModel):
+    code: str
+    name: str
+    balance_minor: int = Field(description="Signed, debit-positive: the sum of the account's postings.")
+    reported_minor: int = Field(description="As people read it: positive on the account's normal side.")
+
+
+class LedgerBalances(BaseModel):
+    institution_id: uuid.UUID
+    currency: str
+    accounts: list[LedgerAccountBalance]
+    total_minor: int = Field(description="Always 0: every entry balances.")

@@ -6,9 +6,14 @@ from typing import Any
 
 from lms_domain.access import ensure_learners_row
 from lms_domain.commerce.schemas import RefundOut
-from lms_domain.errors import NotFound
+from lms_domain.errors import InvalidInput, NotFound
+from lms_domain.ledger.accounts import CHART, as_reported
+from lms_domain.ledger.service import trial_balance
 from lms_domain.payments import paybill, renewals, reversals
 from lms_domain.payments.schemas import (
+    LedgerAccountBalance,
+    LedgerBalanceQuery,
+    LedgerBalances,
     PaymentIntentOut,
     PaymentOut,
     RenewalOut,
@@ -23,7 +28,9 @@ from lms_domain.tenancy.models import Role
 from server.api.registry import Api, Call
 from server.keys import gateways_key, sessionmaker_key
 
-api = Api("payments", description="Suspense matching for unmatched paybill payments, refunds sent back, renewals.")
+api = Api(
+    "payments", description="Suspense matching for unmatched paybill payments, refunds sent back, renewals, ledger."
+)
 
 ADMINS = frozenset({Role.PLATFORM_ADMIN, Role.INSTITUTION_ADMIN})
 
@@ -146,4 +153,30 @@ async def approve_renewal(call: Call[RenewalRequest, Any]) -> RenewalOut:
         outcome=attempt.outcome.value,
         prompted=approval.pushed,
         intent=PaymentIntentOut.of(approval.intent) if approval.intent is not None else None,
+    )
+
+
+@api.get("/ledger/balances", summary="Ledger balances", query=LedgerBalanceQuery, response=LedgerBalances, auth=ADMINS)
+async def ledger_balances(call: Call[Any, LedgerBalanceQuery]) -> LedgerBalances:
+    """Every account of the institution's chart, optionally as of `at`; they sum to zero."""
+    institution_id = call.query.institution_id or call.actor.institution_id
+    if institution_id is None:
+        raise InvalidInput("name the institution: institution_id", code="institution_required")
+    if call.actor.institution_id is not None and institution_id != call.actor.institution_id:
+        raise NotFound("institution not found")
+    async with call.read() as session:
+        sums = await trial_balance(session, institution_id, call.query.currency, call.query.at)
+    return LedgerBalances(
+        institution_id=institution_id,
+        currency=call.query.currency,
+        accounts=[
+            LedgerAccountBalance(
+                code=spec.code,
+                name=spec.name,
+                balance_minor=sums[spec.code],
+                reported_minor=as_reported(spec.code, sums[spec.code]),
+            )
+            for spec in CHART
+        ],
+        total_minor=sum(sums.values()),
     )

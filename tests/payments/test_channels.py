@@ -431,3 +431,15 @@ async def test_a_renewal_prompts_once_per_approval_and_extends_the_period(world:
         "POST", f"/subscriptions/{subscription.id}/renew", json={"period_start": first_end.isoformat()}
     )
     assert status == 202 and paid["prompted"] is False
+
+
+async def test_ledger_balances_are_for_admins_of_the_institution_and_sum_to_zero(world: World) -> None:
+    await _paid_by_stk(world)
+    status, books = await world.call("GET", "/ledger/balances", "institution_admin")
+    assert status == 200 and books["total_minor"] == 0, books
+    by_code = {account["code"]: account for account in books["accounts"]}
+    assert by_code["mpesa_clearing"]["reported_minor"] == 25_000
+    assert by_code["revenue"]["balance_minor"] < 0 < by_code["revenue"]["reported_minor"]
+    assert (await world.call("GET", "/ledger/balances", "learner"))[0] == 403
+    status, _ = await world.call("GET", f"/ledger/balances?institution_id={uuid.uuid4()}", "institution_admin")
+    assert status == 404
