@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine
+from datetime import date
 from typing import Any
 
 from pydantic import ValidationError
@@ -50,14 +51,37 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("--institution", metavar="CODE", help="make an institution admin of this school instead")
     admin.add_argument("--full-name", default="")
 
-    simulate = sub.add_parser("simulate", help="run the provider simulators (M-Pesa Daraja so far) on loopback")
+    simulate = sub.add_parser("simulate", help="run the provider simulators (M-Pesa Daraja, Airtel Money) on loopback")
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, help="default: the port of SOMO_PAYMENTS__SIMULATOR_URL")
     simulate.add_argument("--seed", type=int, default=0, help="outcomes and faults are deterministic per seed")
 
     seed = sub.add_parser("seed", help="load the demo data (idempotent)")
     seed.add_argument("--clear", action="store_true", help="remove the demo data first")
+
+    reconcile = sub.add_parser(
+        "reconcile",
+        help="compare a day's provider records with the ledger; heal what is safe, report the rest",
+        epilog="exit status: 0 nothing left open, 1 discrepancies remain, 2 a named statement is unreadable",
+    )
+    reconcile.add_argument("--date", type=_iso_date, help="the Nairobi calendar day, YYYY-MM-DD (default: yesterday)")
+    reconcile.add_argument(
+        "--statement",
+        action="append",
+        default=[],
+        metavar="PATH_OR_URL",
+        help="org-portal statement CSV, a file or an http(s) URL; repeatable (default: the simulator's)",
+    )
+    reconcile.add_argument("--dry-run", action="store_true", help="report only; heal nothing")
+    reconcile.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     return parser
+
+
+def _iso_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date: use YYYY-MM-DD") from None
 
 
 def load_settings() -> Settings:
@@ -229,6 +253,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> None:
     from yarl import URL
 
     from server.logs import configure_logging
+    from server.simulators.airtel import AirtelSimConfig, add_airtel_routes
     from server.simulators.daraja import SANDBOX_SHORTCODE, DarajaSimConfig, create_daraja_app
 
     if settings.environment == "production":
@@ -236,19 +261,58 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> None:
     configure_logging(settings.log_level, json_output=settings.log_json)
     payments = settings.payments
     port = args.port if args.port is not None else URL(payments.simulator_url).port or 8090
+    public = settings.http.public_url.rstrip("/")
+    secret = payments.callback_secret.get_secret_value()
     config = DarajaSimConfig(
         credentials={payments.mpesa_consumer_key.get_secret_value(): payments.mpesa_consumer_secret.get_secret_value()},
         passkeys={SANDBOX_SHORTCODE: payments.mpesa_passkey.get_secret_value()},
         seed=args.seed,
     )
+    app = create_daraja_app(config)
+    # Airtel's callback URL is a portal setting, so the simulator is told it here, once.
+    add_airtel_routes(
+        app,
+        AirtelSimConfig(
+            credentials={
+                payments.airtel_client_id.get_secret_value(): payments.airtel_client_secret.get_secret_value()
+            },
+            callback_url=f"{public}/callbacks/airtel/{secret}",
+            callback_auth=True,
+            callback_secret=payments.airtel_callback_hash_secret.get_secret_value(),
+            seed=args.seed,
+        ),
+    )
     log = logging.getLogger("somo.simulate")
     web.run_app(
-        create_daraja_app(config),
+        app,
         host=args.host,
         port=port,
         access_log=None,
-        print=lambda _banner: log.info("daraja simulator listening", extra={"url": f"http://{args.host}:{port}"}),
+        print=lambda _banner: log.info(
+            "provider simulators (Daraja, Airtel) listening", extra={"url": f"http://{args.host}:{port}"}
+        ),
     )
+
+
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> None:
+    from server.reconcile import EXIT_DISCREPANCIES, StatementUnavailable, reconcile_command
+
+    runs: list[Any] = []
+
+    async def work() -> None:
+        runs.append(
+            await reconcile_command(
+                settings, day=args.date, statements=args.statement, heal=not args.dry_run, as_json=args.json
+            )
+        )
+
+    try:
+        _run(work, settings)
+    except StatementUnavailable as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    still_open = len(runs[0].report.open)
+    if still_open:
+        raise CliError(f"{still_open} discrepancies remain for a person to resolve", EXIT_DISCREPANCIES)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
@@ -257,6 +321,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "create-admin": cmd_create_admin,
     "seed": cmd_seed,
     "simulate": cmd_simulate,
+    "reconcile": cmd_reconcile,
 }
 
 

@@ -33,6 +33,7 @@ from lms_domain.commerce.checkout import get_order
 from lms_domain.commerce.models import OrderStatus
 from lms_domain.errors import Conflict, InvalidInput, NotFound
 from lms_domain.ids import new_id
+from lms_domain.ledger.accounts import SUSPENSE
 from lms_domain.ledger.service import post_entry
 from lms_domain.money import Money
 from lms_domain.payments.airtel import AirtelCollectionRequest, AirtelEnquiryResult
@@ -54,7 +55,7 @@ from lms_domain.payments.ports import (
     StkPushRequest,
     StkStatus,
 )
-from lms_domain.payments.settlement import fulfil_order, lock_order, suspense_postings
+from lms_domain.payments.settlement import fulfil_order, lock_order, order_sale_postings, suspense_postings
 from lms_domain.phones import normalize_msisdn
 from lms_domain.tenancy.models import Learner, Phone
 
@@ -360,16 +361,20 @@ async def settle_intent(
     session.add(payment)
     await session.flush()  # (provider, receipt) and intent_id are unique: a double settle stops here
 
+    # The ledger is posted before anything synced (entitlements, subscriptions) is written: a
+    # synced row takes the institution's change-sequence counter until commit, so writing them
+    # last keeps that per-school lock for the final flush only, not the whole settlement.
     order = await lock_order(session, intent.order_id) if intent.order_id is not None else None
+    subscription = None
     postings: list[tuple[str, int]] = []
     if order is not None and order.status is OrderStatus.PENDING:
-        postings = await fulfil_order(session, order, payment=payment, paid_at=paid_at, clock=clock)
+        postings = await order_sale_postings(session, order, payment)
     elif intent.subscription_id is not None:
-        from lms_domain.payments.renewals import renewal_for_intent, settle_renewal
+        from lms_domain.payments.renewals import renewal_for_intent, renewal_postings
 
         subscription = await renewal_for_intent(session, intent)
         if subscription is not None:
-            postings = await settle_renewal(session, subscription, payment=payment, clock=clock)
+            postings = renewal_postings(payment)
     if not postings:
         # Money arrived for an order that is no longer payable (another prompt paid it first, or
         # it was cancelled), or for no order at all: hold it in suspense for a refund or a match.
@@ -386,6 +391,12 @@ async def settle_intent(
         postings=postings,
         currency=intent.currency,
     )
+    if order is not None and order.status is OrderStatus.PENDING and postings[0][0] != SUSPENSE:
+        await fulfil_order(session, order, payment=payment, paid_at=paid_at, clock=clock)
+    elif subscription is not None:
+        from lms_domain.payments.renewals import settle_renewal
+
+        await settle_renewal(session, subscription, payment=payment, clock=clock)
     intent.status = IntentStatus.SUCCEEDED
     intent.result_code, intent.failure_class = "0", None
     intent.resolved_at = intent.updated_at = now

@@ -153,6 +153,7 @@ class Payment(Base, IdMixin, TimestampMixin, TenantMixin):
     __table_args__ = (
         sa.UniqueConstraint("provider", "provider_receipt"),
         sa.CheckConstraint("amount_minor > 0", name="amount_positive"),
+        sa.Index("ix_payments_paid_at", "paid_at"),  # reconciliation reads a day at a time
     )
 
 
@@ -189,4 +190,5 @@ class WebhookEvent(Base, IdMixin):
     __table_args__ = (
         sa.UniqueConstraint("provider", "event_key", "body_sha256"),
         sa.Index("ix_webhook_events_status_received", "status", "received_at"),
+        sa.Index("ix_webhook_events_kind_received", "provider", "kind", "received_at"),
     )

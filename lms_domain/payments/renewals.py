@@ -258,6 +258,11 @@ async def renewal_awaiting_payment(
     return await _locked_subscription(session, subscription_id) if subscription_id is not None else None
 
 
+def renewal_postings(payment: Payment) -> list[tuple[str, int]]:
+    """The sale postings of a renewal payment (VAT at the standard rate)."""
+    return sale_postings(payment.amount_minor, DEFAULT_VAT_RATE_BP, clearing_account(payment.provider))
+
+
 async def settle_renewal(
     session: AsyncSession, subscription: Subscription, *, payment: Payment, clock: Clock
 ) -> list[tuple[str, int]]:
@@ -311,4 +316,4 @@ async def settle_renewal(
         if paid_by_it or attempt.outcome is not RenewalOutcome.FAILED:
             attempt.outcome = RenewalOutcome.SUCCEEDED if paid_by_it else RenewalOutcome.SKIPPED
             attempt.resolved_at, attempt.updated_at = now, now
-    return sale_postings(payment.amount_minor, DEFAULT_VAT_RATE_BP, clearing_account(payment.provider))
+    return renewal_postings(payment)

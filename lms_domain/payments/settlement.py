@@ -118,7 +118,6 @@ async def _start_subscription(
         current_period_end=period_end,
     )
     session.add(subscription)
-    await session.flush()
     session.add(
         SubscriptionItem(
             id=new_id(), institution_id=order.institution_id, subscription_id=subscription.id, price_id=price.id
@@ -181,11 +180,23 @@ async def fulfil_order(
     order.status, order.paid_at, order.updated_at = OrderStatus.PAID, paid_at, now
     if invoice is not None:
         invoice.status, invoice.updated_at = InvoiceStatus.PAID, now
+    postings: list[tuple[str, int]] = []
+    if payment is not None and invoice is not None:
+        await issue_receipt(session, invoice=invoice, payment=payment, clock=clock)
+        postings = sale_postings(payment.amount_minor, invoice.vat_rate_bp, clearing_account(payment.provider))
+    # Synced rows last: see ``order_sale_postings``.
     await grant_order_entitlements(session, order, paid_at)
-    if payment is None or invoice is None:
+    return postings
+
+
+async def order_sale_postings(session: AsyncSession, order: Order, payment: Payment) -> list[tuple[str, int]]:
+    """The postings ``fulfil_order`` will return, computed without writing anything, so a
+    caller can post the ledger first and write the synced rows (entitlements) last: a synced
+    row takes the school's change-sequence counter until commit, serialising its settlements."""
+    vat_rate = await session.scalar(sa.select(Invoice.vat_rate_bp).where(Invoice.order_id == order.id))
+    if vat_rate is None:
         return []
-    await issue_receipt(session, invoice=invoice, payment=payment, clock=clock)
-    return sale_postings(payment.amount_minor, invoice.vat_rate_bp, clearing_account(payment.provider))
+    return sale_postings(payment.amount_minor, vat_rate, clearing_account(payment.provider))
 
 
 def suspense_postings(payment: Payment) -> list[tuple[str, int]]:
