@@ -13,11 +13,11 @@ from lms_domain.changefeed import SyncContext
 from lms_domain.clock import Clock
 from lms_domain.security import Hasher
 from server.auth.verified import VerifiedTokens
+from server.inbox_workers import InboxWorkers
 from server.kv import KeyValueStore
 from server.providers.gateways import ProviderGateways
 from server.ratelimit import Buckets
 from server.settings import Settings
-from server.tasks import BackgroundTasks
 
 settings_key = web.AppKey("settings", Settings)
 clock_key = web.AppKey("clock", Clock)
@@ -31,7 +31,7 @@ certificate_renderer_key = web.AppKey("certificate_renderer", CertificateRendere
 hasher_key = web.AppKey("hasher", Hasher)
 gateways_key = web.AppKey("gateways", ProviderGateways)
 # Callback processing that outlives its request: drained before the database closes.
-callback_tasks_key = web.AppKey("callback_tasks", BackgroundTasks)
+callback_tasks_key = web.AppKey("callback_tasks", InboxWorkers)
 poller_task_key = web.AppKey("payments_poller", asyncio.Task[None])
 
 openapi_key = web.AppKey("openapi", dict[str, Any])

@@ -133,6 +133,10 @@ class PaymentsSettings(BaseModel):
     # Intents with no answer after this long are asked about (STK Query, Airtel enquiry).
     poll_after_s: float = Field(default=60.0, ge=1)
     poll_interval_s: float = Field(default=30.0, ge=0)  # 0 switches the poller off
+    # Stored callbacks are settled by this many workers, up to settle_batch per transaction;
+    # the rest of the database pool stays free for acknowledging the next callbacks.
+    settle_workers: int = Field(default=2, ge=1, le=32)
+    settle_batch: int = Field(default=32, ge=1, le=500)
     # Per-institution credentials, named by ProviderAccount.credentials_ref:
     # SOMO_PAYMENTS__CREDENTIALS__<REF>__CONSUMER_KEY=... (missing fields fall back to the above).
     credentials: dict[str, ProviderCredentials] = Field(default_factory=dict)

@@ -37,7 +37,7 @@ import ipaddress
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -53,6 +53,7 @@ from lms_domain.payments import flows, paybill, reversals
 from lms_domain.payments.airtel import match_callback_hash, parse_airtel_callback
 from lms_domain.payments.models import Provider, WebhookEvent, WebhookStatus
 from lms_domain.payments.mpesa import parse_async_result, parse_c2b_payload, parse_stk_callback
+from server.inbox_workers import InboxWorkers
 from server.keys import (
     callback_tasks_key,
     clock_key,
@@ -62,7 +63,6 @@ from server.keys import (
     settings_key,
 )
 from server.problems import problem_response
-from server.tasks import BackgroundTasks
 
 routes = web.RouteTableDef()
 log = logging.getLogger("somo.callbacks")
@@ -73,7 +73,7 @@ AIRTEL_ACK = {"status": "received"}
 KEPT_HEADERS = ("Content-Type", "User-Agent", "X-Forwarded-For")
 TIMEOUT_KIND = "mpesa_timeout"
 
-Processor = Callable[[web.Application, uuid.UUID], Awaitable[None]]
+Processor = Callable[[web.Application, uuid.UUID], None]
 
 
 def stk_callback_path(secret: str) -> str:
@@ -202,7 +202,7 @@ async def _inbox(
         )
     if stored is WebhookStatus.RECEIVED and processor is not None:
         # New, or a duplicate of a row still waiting (say, for its intent): (re)process it.
-        request.app[callback_tasks_key].spawn(_run(processor, request.app, event_id), name=f"{kind}-{event_id}")
+        processor(request.app, event_id)
     return stored
 
 
@@ -222,39 +222,25 @@ def _is_json(raw: bytes) -> bool:
     return True
 
 
-async def _run(processor: Processor, app: web.Application, event_id: uuid.UUID) -> None:
-    try:
-        await processor(app, event_id)
-    except Exception as exc:
-        # The row stays "received" for the poller; record why, in a unit of work of its own.
-        log.exception("processing callback %s failed", event_id)
-        async with app[sessionmaker_key]() as session, session.begin():
-            await session.execute(
-                sa.update(WebhookEvent)
-                .where(WebhookEvent.id == event_id, WebhookEvent.status == WebhookStatus.RECEIVED)
-                .values(error=f"{type(exc).__name__}: {exc}"[:2000], attempts=WebhookEvent.attempts + 1)
-            )
+def _settle_stk(app: web.Application, event_id: uuid.UUID) -> None:
+    app[callback_tasks_key].submit_tx(flows.settle_from_callback, event_id)
 
 
-def _in_transaction(
-    work: Callable[[AsyncSession, uuid.UUID, Clock], Awaitable[object]],
-) -> Processor:
-    async def process(app: web.Application, event_id: uuid.UUID) -> None:
-        async with app[sessionmaker_key]() as session, session.begin():
-            await work(session, event_id, app[clock_key])
-
-    return process
+def _record_paybill(app: web.Application, event_id: uuid.UUID) -> None:
+    app[callback_tasks_key].submit_tx(paybill.record_confirmation, event_id)
 
 
-_settle_stk = _in_transaction(flows.settle_from_callback)
-_record_paybill = _in_transaction(paybill.record_confirmation)
-_apply_result = _in_transaction(reversals.apply_reversal_result)
+def _apply_result(app: web.Application, event_id: uuid.UUID) -> None:
+    app[callback_tasks_key].submit_tx(reversals.apply_reversal_result, event_id)
 
 
-async def _enquire_airtel(app: web.Application, event_id: uuid.UUID) -> None:
-    await flows.process_airtel_callback(
-        sessions=app[sessionmaker_key], event_id=event_id, gateways=app[gateways_key], clock=app[clock_key]
-    )
+def _enquire_airtel(app: web.Application, event_id: uuid.UUID) -> None:
+    async def work(event_id: uuid.UUID) -> None:
+        await flows.process_airtel_callback(
+            sessions=app[sessionmaker_key], event_id=event_id, gateways=app[gateways_key], clock=app[clock_key]
+        )
+
+    app[callback_tasks_key].submit(work, event_id)
 
 
 # M-Pesa STK ------------------------------------------------------------------------------------
@@ -439,8 +425,11 @@ async def airtel_callback(request: web.Request) -> web.Response:
 
 
 async def callback_tasks_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Own the processing tasks; on shutdown, let every one finish before the database closes."""
-    tasks = BackgroundTasks()
-    app[callback_tasks_key] = tasks
+    """Own the inbox workers; on shutdown, let them finish before the database closes."""
+    payments = app[settings_key].payments
+    workers = InboxWorkers(
+        app[sessionmaker_key], app[clock_key], workers=payments.settle_workers, batch=payments.settle_batch
+    )
+    app[callback_tasks_key] = workers
     yield
-    await tasks.drain()
+    await workers.stop()

@@ -408,8 +408,12 @@ async def test_a_renewal_prompts_once_per_approval_and_extends_the_period(world:
     first_end = subscription.current_period_end
     status, approval = await world.call("POST", f"/subscriptions/{subscription.id}/renew", json={"phone": STK_PAID})
     assert status == 202 and approval["prompted"] is True and approval["attempt_no"] == 0, approval
-    # Tapping "renew" again while the prompt is open fires nothing new.
-    status, again = await world.call("POST", f"/subscriptions/{subscription.id}/renew", json={"phone": STK_PAID})
+    # Approving the same period again (the prompt still open, or already paid) fires nothing new.
+    status, again = await world.call(
+        "POST",
+        f"/subscriptions/{subscription.id}/renew",
+        json={"phone": STK_PAID, "period_start": first_end.isoformat()},
+    )
     assert status == 202 and again["prompted"] is False and again["attempt_id"] == approval["attempt_id"]
 
     async def renewed() -> bool:
