@@ -69,6 +69,9 @@ STK_CALLBACK_KIND = "stk_callback"
 LEDGER_SOURCE = "payment_intent"
 LEDGER_KIND = "stk_settlement"
 AWAITING_QUERY = "awaiting STK Query: success reported after the intent failed"
+# The settlement refusals that are verdicts on the callback, kept as anomalies; any other
+# conflict is transient and leaves the inbox row to be retried.
+SETTLEMENT_REFUSALS = frozenset({"settlement_needs_query", "settlement_amount_mismatch"})
 
 
 class SettlementSource(StrEnum):
@@ -452,6 +455,8 @@ async def _apply_callback(session: AsyncSession, event: WebhookEvent, callback: 
                     webhook_event_id=event.id,
                 )
         except Conflict as exc:
+            if exc.code not in SETTLEMENT_REFUSALS:
+                raise  # transient (a busy lock, say): the row stays received and is retried
             _finish(
                 event,
                 WebhookStatus.IGNORED,
