@@ -3,7 +3,7 @@ with the baseline it measured in the same run; docs/PERFORMANCE.md records the r
 
 import sys
 
-from bench import api_load, change_capture
+from bench import api_load, change_capture, settlement_load
 
 if __name__ == "__main__":
     argv = sys.argv[:]
@@ -11,3 +11,5 @@ if __name__ == "__main__":
     change_capture.main()
     sys.argv = [argv[0], "--seconds", "10"]
     api_load.main()
+    sys.argv = [argv[0], "--callbacks", "10000", "--concurrency", "50"]
+    settlement_load.main()

@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -50,6 +49,7 @@ from lms_domain.payments.airtel import (
 )
 from lms_domain.payments.models import FailureClass
 from lms_domain.payments.ports import GatewayConfigurationError, GatewayUnavailable, PaymentGatewayError
+from server.providers.tokens import TokenCache
 
 log = logging.getLogger("somo.providers.airtel")
 
@@ -125,37 +125,6 @@ def provider_error(answer: _Answer, *, operation: str) -> PaymentGatewayError:
     return PaymentGatewayError(detail, code="airtel_declined", failure_class=failure, provider_code=code)
 
 
-class _TokenCache:
-    """One bearer token per client id; concurrent callers share a single refresh."""
-
-    def __init__(self, fetch: Callable[[], Awaitable[tuple[str, int]]], clock: Clock) -> None:
-        self._fetch = fetch
-        self._clock = clock
-        self._token: str | None = None
-        self._refresh_at: datetime | None = None
-        self._lock = asyncio.Lock()
-
-    def _current(self, stale: str | None) -> str | None:
-        if self._token is None or self._token == stale or self._refresh_at is None:
-            return None
-        return self._token if self._clock.now() < self._refresh_at else None
-
-    async def get(self, *, stale: str | None = None) -> str:
-        """A valid token; ``stale`` names one Airtel just refused, forcing a refresh."""
-        if token := self._current(stale):
-            return token
-        async with self._lock:
-            # Whoever held the lock before us may already have refreshed it.
-            if token := self._current(stale):
-                return token
-            token, expires_in = await self._fetch()
-            # The documented lifetime is 180 s: keep the margin below half of it.
-            margin = min(TOKEN_REFRESH_MARGIN_S, expires_in // 3)
-            self._token = token
-            self._refresh_at = self._clock.now() + timedelta(seconds=expires_in - margin)
-            return token
-
-
 class AirtelGateway:
     """``lms_domain.payments.airtel.AirtelGateway`` over the Open API for one client id and country."""
 
@@ -187,7 +156,7 @@ class AirtelGateway:
         self._attempts = attempts
         self._backoff_s = backoff_s
         self._max_backoff_s = max_backoff_s
-        self._tokens = _TokenCache(self._fetch_token, clock)
+        self._tokens = TokenCache(self._fetch_token, clock, margin_s=TOKEN_REFRESH_MARGIN_S, min_fraction=3)
 
     # ---- the port ----
 

@@ -35,9 +35,9 @@ import base64
 import json as jsonlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
@@ -60,6 +60,7 @@ from lms_domain.payments.ports import (
     StkStatus,
 )
 from lms_domain.phones import normalize_msisdn
+from server.providers.tokens import TokenCache
 
 log = logging.getLogger("somo.providers.daraja")
 
@@ -308,36 +309,6 @@ def provider_error(status: int, payload: Mapping[str, Any]) -> PaymentGatewayErr
     return GatewayConfigurationError(detail, code="mpesa_request_rejected", provider_code=code)
 
 
-class _TokenCache:
-    """One bearer token per credential set; concurrent callers share a single refresh."""
-
-    def __init__(self, fetch: Callable[[], Awaitable[tuple[str, int]]], clock: Clock) -> None:
-        self._fetch = fetch
-        self._clock = clock
-        self._token: str | None = None
-        self._refresh_at: datetime | None = None
-        self._lock = asyncio.Lock()
-
-    def _current(self, stale: str | None) -> str | None:
-        if self._token is None or self._token == stale or self._refresh_at is None:
-            return None
-        return self._token if self._clock.now() < self._refresh_at else None
-
-    async def get(self, *, stale: str | None = None) -> str:
-        """A valid token; ``stale`` names one the provider just refused, forcing a refresh."""
-        if token := self._current(stale):
-            return token
-        async with self._lock:
-            # Whoever held the lock before us may already have refreshed it.
-            if token := self._current(stale):
-                return token
-            token, expires_in = await self._fetch()
-            margin = min(TOKEN_REFRESH_MARGIN_S, expires_in // 2)
-            self._token = token
-            self._refresh_at = self._clock.now() + timedelta(seconds=expires_in - margin)
-            return token
-
-
 class DarajaGateway:
     """``MpesaGateway`` and ``MpesaOrgApi`` over Daraja's HTTP API for one shortcode and one consumer key.
 
@@ -378,7 +349,7 @@ class DarajaGateway:
         self._attempts = attempts
         self._backoff_s = backoff_s
         self._max_backoff_s = max_backoff_s
-        self._tokens = _TokenCache(self._fetch_token, clock)
+        self._tokens = TokenCache(self._fetch_token, clock, margin_s=TOKEN_REFRESH_MARGIN_S, min_fraction=2)
         self._initiator = initiator
         self._security_credential = security_credential
 
