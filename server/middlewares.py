@@ -44,12 +44,22 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
             "request",
             extra={
                 "method": request.method,
-                "path": request.path,
+                "path": loggable_path(request.path),
                 "status": status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             },
         )
         request_id_var.reset(token)
+
+
+def loggable_path(path: str) -> str:
+    """``path`` without the secret segment of provider callback URLs (/callbacks/<p>/<secret>/...)."""
+    if not path.startswith("/callbacks/"):
+        return path
+    parts = path.split("/")
+    if len(parts) > 3:
+        parts[3] = "<secret>"
+    return "/".join(parts)
 
 
 _TRANSIENT_SQLSTATES = {"40P01", "40001", "55P03"}

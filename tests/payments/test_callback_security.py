@@ -3,6 +3,7 @@ and a source outside the allow-list is 403 in enforce mode, both before anything
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 import pytest
@@ -72,3 +73,18 @@ async def test_a_listed_source_passes_and_a_wrong_secret_is_404(
 def test_the_allow_list_must_hold_networks() -> None:
     with pytest.raises(ValueError, match="not an IP address"):
         PaymentsSettings(callback_allowlist=["safaricom"])
+
+
+async def test_the_callback_secret_never_reaches_the_logs(
+    database_url: str, aiohttp_client: AiohttpClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await _client(database_url, aiohttp_client, "off", [])
+    with caplog.at_level(logging.DEBUG):
+        assert (await client.post(f"/callbacks/mpesa/{SECRET}/stk", json=STK)).status == 200
+        assert (await client.post(f"/callbacks/airtel/{SECRET}", data=b"not json")).status == 400
+        await client.app[callback_tasks_key].drain()
+    logged = [record for record in caplog.records if record.name == "somo.http"]
+    assert logged and any(getattr(r, "path", "") == "/callbacks/mpesa/<secret>/stk" for r in logged)
+    # aiohttp's own access log is off in `somo serve` (access_log=None); ours is the request log.
+    ours = [record for record in caplog.records if record.name.startswith("somo")]
+    assert all(SECRET not in record.getMessage() + str(record.__dict__) for record in ours)
