@@ -31,7 +31,8 @@ run: $(STAMP)
 	@echo "  Press Ctrl-C to stop."
 	@echo ""
 	@mkdir -p var; $(BIN)/somo simulate > var/simulator.log 2>&1 & sim=$$!; \
-	  trap 'kill $$sim 2>/dev/null' EXIT INT TERM; $(BIN)/somo serve
+	  trap 'kill $$sim 2>/dev/null' EXIT INT TERM; \
+	  (sleep 3; $(BIN)/somo register-c2b >> var/simulator.log 2>&1) & $(BIN)/somo serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

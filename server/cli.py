@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--port", type=int, help="default: the port of SOMO_PAYMENTS__SIMULATOR_URL")
     simulate.add_argument("--seed", type=int, default=0, help="outcomes and faults are deterministic per seed")
 
+    register = sub.add_parser(
+        "register-c2b", help="register every active paybill's C2B confirmation and validation URLs with Daraja"
+    )
+    register.add_argument("--shortcode", help="only this paybill")
+
     seed = sub.add_parser("seed", help="load the demo data (idempotent)")
     seed.add_argument("--clear", action="store_true", help="remove the demo data first")
 
@@ -294,6 +299,19 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> None:
     )
 
 
+def cmd_register_c2b(args: argparse.Namespace, settings: Settings) -> None:
+    from server.paybills import register_paybills
+
+    async def work() -> None:
+        done = await register_paybills(settings, shortcode=args.shortcode)
+        if not done:
+            print("no active paybill account to register", file=sys.stderr)
+        for registration in done:
+            print(f"{registration.shortcode}: {registration.outcome}")
+
+    _run(work, settings)
+
+
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> None:
     from server.reconcile import EXIT_DISCREPANCIES, StatementUnavailable, reconcile_command
 
@@ -321,6 +339,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "create-admin": cmd_create_admin,
     "seed": cmd_seed,
     "simulate": cmd_simulate,
+    "register-c2b": cmd_register_c2b,
     "reconcile": cmd_reconcile,
 }
 

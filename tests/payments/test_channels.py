@@ -28,7 +28,7 @@ from lms_domain.payments.models import IntentStatus, Payment, PaymentIntent, Pay
 from lms_domain.subscriptions.models import RenewalOutcome, Subscription, SubscriptionRenewalAttempt
 from lms_domain.tenancy.models import Learner
 from server.app import create_app
-from server.keys import callback_tasks_key, gateways_key, sessionmaker_key
+from server.keys import callback_tasks_key, gateways_key, sessionmaker_key, settings_key
 from server.settings import DatabaseSettings, HttpSettings, PaymentsSettings, RateLimitSettings, Settings
 from server.simulators.airtel import AirtelSimConfig, add_airtel_routes, airtel_simulator_key
 from server.simulators.daraja import SANDBOX_PASSKEY, DarajaSimConfig, create_daraja_app
@@ -447,3 +447,31 @@ async def test_ledger_balances_are_for_admins_of_the_institution_and_sum_to_zero
     assert (await world.call("GET", "/ledger/balances", "learner"))[0] == 403
     status, _ = await world.call("GET", f"/ledger/balances?institution_id={uuid.uuid4()}", "institution_admin")
     assert status == 404
+
+
+async def test_register_c2b_registers_every_active_paybill_with_daraja(world: World) -> None:
+    from lms_domain.ids import new_id
+    from lms_domain.payments.models import Provider, ProviderAccount, ProviderAccountKind
+    from server.paybills import register_paybills
+    from server.simulators.daraja import C2BRegistration, daraja_simulator_key
+
+    async with world.makers() as session, session.begin():
+        for shortcode, active in (("600111", True), ("600222", False)):
+            session.add(
+                ProviderAccount(
+                    id=new_id(),
+                    institution_id=world.school.institution.id,
+                    provider=Provider.MPESA,
+                    kind=ProviderAccountKind.PAYBILL,
+                    shortcode=shortcode,
+                    base_url="",
+                    credentials_ref="",
+                    is_active=active,
+                )
+            )
+    done = await register_paybills(world.app[settings_key])
+    assert [(r.shortcode, r.outcome) for r in done] == [("600111", "registered")]
+    registered = world.sim.app[daraja_simulator_key].c2b_urls["600111"]
+    assert isinstance(registered, C2BRegistration)
+    assert registered.confirmation_url.endswith("/callbacks/paybill/" + SECRET + "/confirmation")
+    assert "600222" not in world.sim.app[daraja_simulator_key].c2b_urls
