@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar, cast
 
 import sqlalchemy as sa
+import sqlalchemy.exc
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -20,6 +21,8 @@ from sqlalchemy.util import await_only
 
 from lms_domain.ids import new_id
 from lms_domain.types import UTCDateTime
+
+T = TypeVar("T")
 
 # Stable constraint names on both SQLite and Postgres; alembic batch mode needs them.
 NAMING_CONVENTION = {
@@ -104,6 +107,29 @@ def apply_changes(row: Any, changes: dict[str, Any]) -> None:
         if value is None and name in columns and not columns[name].nullable:
             continue
         setattr(row, name, value)
+
+
+async def lock(session: AsyncSession, model: type[T], row_id: uuid.UUID) -> T | None:
+    """The row, locked until the transaction ends (``FOR UPDATE``; SQLite serialises writers
+    anyway) and re-read, so a copy already in the session cannot hide a concurrent change."""
+    stmt: Any = (
+        sa.select(model)
+        .where(model.id == row_id)  # type: ignore[attr-defined]
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return cast("T | None", await session.scalar(stmt))
+
+
+# Deadlocks, serialisation failures, lock timeouts and SQLite's busy writer: the database
+# asks for the unit of work to be tried again, nothing was wrong with it.
+_TRANSIENT_SQLSTATES = frozenset({"40P01", "40001", "55P03"})
+
+
+def is_transient(exc: sa.exc.DBAPIError) -> bool:
+    """Whether a database error means "try the same unit of work again"."""
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return sqlstate in _TRANSIENT_SQLSTATES or "database is locked" in str(exc.orig)
 
 
 def backend_of(url: str) -> str:

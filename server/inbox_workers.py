@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lms_domain.clock import Clock
+from lms_domain.db import is_transient
 from lms_domain.payments.models import WebhookEvent, WebhookStatus
 
 log = logging.getLogger("somo.inbox")
@@ -36,12 +37,6 @@ log = logging.getLogger("somo.inbox")
 # Deadlocks and serialisation failures are the database asking for a retry; a lone event gets
 # this many tries before it is left "received" (with the error) for the poller.
 TRANSIENT_ATTEMPTS = 3
-_TRANSIENT_SQLSTATES = frozenset({"40P01", "40001", "55P03"})
-
-
-def _is_transient(exc: sa.exc.DBAPIError) -> bool:
-    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return sqlstate in _TRANSIENT_SQLSTATES or "database is locked" in str(exc.orig)
 
 
 TxWork = Callable[[AsyncSession, uuid.UUID, Clock], Awaitable[object]]
@@ -153,14 +148,14 @@ class InboxWorkers:
                         async with session.begin_nested():
                             await job.tx(session, job.event_id, self._clock)
                     except sa.exc.DBAPIError as exc:
-                        if exc.connection_invalidated or _is_transient(exc):
+                        if exc.connection_invalidated or is_transient(exc):
                             raise  # a deadlock or a lost connection: the batch is retried alone
                         failed.append((job, exc))
                     except Exception as exc:
                         failed.append((job, exc))
         except Exception as exc:
             if len(jobs) == 1:
-                transient = isinstance(exc, sa.exc.DBAPIError) and _is_transient(exc)
+                transient = isinstance(exc, sa.exc.DBAPIError) and is_transient(exc)
                 if transient and attempt < TRANSIENT_ATTEMPTS:
                     await asyncio.sleep(0.05 * attempt)
                     await self._batched(jobs, attempt + 1)

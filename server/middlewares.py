@@ -12,6 +12,7 @@ from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 from sqlalchemy import exc as sa_exc
 
+from lms_domain.db import is_transient
 from lms_domain.errors import DomainError
 from server.keys import request_id_key
 from server.logs import request_id_var
@@ -60,14 +61,6 @@ def loggable_path(path: str) -> str:
     if len(parts) > 3:
         parts[3] = "<secret>"
     return "/".join(parts)
-
-
-_TRANSIENT_SQLSTATES = {"40P01", "40001", "55P03"}
-
-
-def _is_transient(exc: sa_exc.DBAPIError) -> bool:
-    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return sqlstate in _TRANSIENT_SQLSTATES or "database is locked" in str(exc.orig)
 
 
 def _slug(text: str) -> str:
@@ -124,7 +117,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except sa_exc.DBAPIError as exc:
         # Deadlocks and serialisation failures (Postgres 40P01, 40001) and a busy SQLite:
         # the transaction was rolled back whole, and the same request will succeed if retried.
-        if not _is_transient(exc):
+        if not is_transient(exc):
             raise
         log.warning("transient database conflict", exc_info=True)
         response = problem_response(

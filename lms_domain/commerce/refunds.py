@@ -17,6 +17,7 @@ from lms_domain.access import Actor, ensure_visible, tenant_filter
 from lms_domain.clock import Clock
 from lms_domain.commerce.models import Invoice, Receipt, Refund, RefundStatus
 from lms_domain.commerce.schemas import RefundCreate, RefundListQuery
+from lms_domain.db import lock
 from lms_domain.errors import Conflict, InvalidInput, NotFound
 from lms_domain.ids import new_id
 from lms_domain.money import Money
@@ -26,9 +27,7 @@ from lms_domain.payments.models import Payment, PaymentIntent, PaymentStatus
 
 async def _payment_for(session: AsyncSession, actor: Actor, payment_id: uuid.UUID) -> Payment:
     # Locked: two requests for the same payment must not both fit under what is left.
-    payment = await session.scalar(
-        sa.select(Payment).where(Payment.id == payment_id).with_for_update().execution_options(populate_existing=True)
-    )
+    payment = await lock(session, Payment, payment_id)
     ensure_visible(payment, actor, what="payment")
     assert payment is not None
     if not actor.is_staff and (payment.learner_id is None or payment.learner_id != actor.own_learner_id()):

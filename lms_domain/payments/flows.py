@@ -30,13 +30,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from lms_domain.access import Actor
 from lms_domain.clock import Clock
 from lms_domain.commerce.checkout import get_order
-from lms_domain.commerce.models import OrderStatus
+from lms_domain.commerce.models import Order, OrderStatus
+from lms_domain.db import lock
 from lms_domain.errors import Conflict, InvalidInput, NotFound
 from lms_domain.ids import new_id
-from lms_domain.ledger.accounts import SUSPENSE
-from lms_domain.ledger.service import post_entry
 from lms_domain.money import Money
+from lms_domain.payments import inbox
 from lms_domain.payments.airtel import AirtelCollectionRequest, AirtelEnquiryResult
+from lms_domain.payments.booking import PaidFor, book_payment
+from lms_domain.payments.intents import locked_intent, new_intent, payer_msisdn
 from lms_domain.payments.models import (
     FailureClass,
     IntentStatus,
@@ -55,9 +57,8 @@ from lms_domain.payments.ports import (
     StkPushRequest,
     StkStatus,
 )
-from lms_domain.payments.settlement import fulfil_order, lock_order, order_sale_postings, suspense_postings
-from lms_domain.phones import normalize_msisdn
-from lms_domain.tenancy.models import Learner, Phone
+from lms_domain.payments.renewals import record_renewal_failure, renewal_for_intent
+from lms_domain.tenancy.models import Learner
 
 log = logging.getLogger("somo.payments.flows")
 
@@ -88,15 +89,6 @@ class Settlement:
 
 
 # Starting a push ---------------------------------------------------------------------------
-
-
-async def _payer_msisdn(session: AsyncSession, learner: Learner, msisdn: str | None) -> str:
-    if msisdn:
-        return normalize_msisdn(msisdn)
-    phone = await session.get(Phone, learner.phone_id) if learner.phone_id is not None else None
-    if phone is None:
-        raise InvalidInput("give the phone number to prompt: phone", code="phone_required")
-    return phone.e164
 
 
 async def _create_intent(
@@ -135,45 +127,17 @@ async def _create_intent(
         )
     learner = await session.get(Learner, order.learner_id)
     assert learner is not None  # foreign key
-    intent_id = new_id()
-    intent = PaymentIntent(
-        id=intent_id,
-        institution_id=order.institution_id,
-        learner_id=learner.id,
-        order_id=order.id,
+    return await new_intent(
+        session,
+        learner=learner,
+        amount=Money(order.total_minor, order.currency),
         provider=provider,
-        # Airtel's transaction id is ours, so it is known (and matchable) before the push.
-        provider_request_id=airtel_transaction_id(intent_id) if provider is Provider.AIRTEL else None,
-        currency=order.currency,
-        amount_minor=order.total_minor,
-        msisdn=await _payer_msisdn(session, learner, msisdn),
-        account_reference=learner.account_no,
+        msisdn=await payer_msisdn(session, learner, msisdn),
         description=STK_DESCRIPTION,
         idempotency_key=idempotency_key,
-        status=IntentStatus.CREATED,
-        created_at=now,
-        updated_at=now,
+        now=now,
+        order_id=order.id,
     )
-    session.add(intent)
-    await session.flush()
-    return intent
-
-
-async def _locked_intent(session: AsyncSession, intent_id: uuid.UUID) -> PaymentIntent:
-    intent = await session.scalar(
-        sa.select(PaymentIntent)
-        .where(PaymentIntent.id == intent_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    if intent is None:
-        raise NotFound("payment intent not found")
-    return intent
-
-
-def airtel_transaction_id(intent_id: uuid.UUID) -> str:
-    """Our Airtel ``transaction.id`` for an intent: unique, and never reused for a retry."""
-    return intent_id.hex.upper()
 
 
 async def start_order_payment(
@@ -285,7 +249,7 @@ async def push_intent(
         failure = exc.failure_class if isinstance(exc, PaymentGatewayError) else FailureClass.CONFIGURATION
         unknown = bool(exc.extra.get("outcome_unknown"))
         async with sessions() as session, session.begin():
-            failed = await _locked_intent(session, intent.id)
+            failed = await locked_intent(session, intent.id)
             if failed.status is IntentStatus.CREATED:
                 # A push that timed out after sending may still prompt the phone: reconciliation
                 # decides, so it is "unknown", never "failed".
@@ -297,7 +261,7 @@ async def push_intent(
                 failed.updated_at = clock.now()
         raise
     async with sessions() as session, session.begin():
-        intent = await _locked_intent(session, intent.id)
+        intent = await locked_intent(session, intent.id)
         if intent.status is IntentStatus.CREATED:
             intent.status = IntentStatus.PENDING
             intent.provider_request_id = request_id
@@ -310,7 +274,7 @@ async def push_intent(
     # CheckoutRequestID: settle it now rather than at the next poll.
     async with sessions() as session, session.begin():
         await process_waiting_events(session, request_id, clock)
-        return await _locked_intent(session, intent.id)
+        return await locked_intent(session, intent.id)
 
 
 # Settling ----------------------------------------------------------------------------------
@@ -332,7 +296,7 @@ async def settle_intent(
     Refuses (``Conflict``) to settle a failed intent on a callback's word (only a Query may
     revive it) and an amount other than the one requested (flagged for review, never credited).
     """
-    intent = await _locked_intent(session, intent.id)
+    intent = await locked_intent(session, intent.id)
     if intent.status is IntentStatus.SUCCEEDED:
         payment = await session.scalar(sa.select(Payment).where(Payment.intent_id == intent.id))
         assert payment is not None  # written in the same transaction as the status
@@ -367,39 +331,21 @@ async def settle_intent(
     # The ledger is posted before anything synced (entitlements, subscriptions) is written: a
     # synced row takes the institution's change-sequence counter until commit, so writing them
     # last keeps that per-school lock for the final flush only, not the whole settlement.
-    order = await lock_order(session, intent.order_id) if intent.order_id is not None else None
-    subscription = None
-    postings: list[tuple[str, int]] = []
-    if order is not None and order.status is OrderStatus.PENDING:
-        postings = await order_sale_postings(session, order, payment)
-    elif intent.subscription_id is not None:
-        from lms_domain.payments.renewals import renewal_for_intent, renewal_postings
-
-        subscription = await renewal_for_intent(session, intent)
-        if subscription is not None:
-            postings = renewal_postings(payment)
-    if not postings:
-        # Money arrived for an order that is no longer payable (another prompt paid it first, or
-        # it was cancelled), or for no order at all: hold it in suspense for a refund or a match.
-        log.warning("intent %s settled for an order that is not pending; held in suspense", intent.id)
-        postings = suspense_postings(payment)
-    await post_entry(
+    order = await lock(session, Order, intent.order_id) if intent.order_id is not None else None
+    paid_for = await book_payment(
         session,
-        institution_id=intent.institution_id,
+        payment,
+        order=order,
+        subscription=await renewal_for_intent(session, intent),
         kind=LEDGER_KIND,
         source_type=LEDGER_SOURCE,
         source_id=intent.id,
-        occurred_at=paid_at,
         description=f"{intent.provider.value} {receipt} for intent {intent.id}",
-        postings=postings,
-        currency=intent.currency,
+        clock=clock,
     )
-    if order is not None and order.status is OrderStatus.PENDING and postings[0][0] != SUSPENSE:
-        await fulfil_order(session, order, payment=payment, paid_at=paid_at, clock=clock)
-    elif subscription is not None:
-        from lms_domain.payments.renewals import settle_renewal
-
-        await settle_renewal(session, subscription, payment=payment, clock=clock)
+    if paid_for is PaidFor.SUSPENSE:
+        # Another prompt paid the order first, or it was cancelled: kept for a refund or a match.
+        log.warning("intent %s settled with nothing left to pay for; held in suspense", intent.id)
     intent.status = IntentStatus.SUCCEEDED
     intent.result_code, intent.failure_class = "0", None
     intent.resolved_at = intent.updated_at = now
@@ -416,14 +362,8 @@ async def _fail_intent(
     intent.result_code, intent.result_desc, intent.failure_class = code, desc[:255], failure
     intent.resolved_at = intent.updated_at = clock.now()
     if intent.subscription_id is not None:
-        from lms_domain.payments.renewals import record_renewal_failure
-
         await record_renewal_failure(session, intent, clock)
     return True
-
-
-def _finish(event: WebhookEvent, status: WebhookStatus, clock: Clock, error: str | None = None) -> None:
-    event.status, event.error, event.processed_at = status, error, clock.now()
 
 
 async def _apply_callback(session: AsyncSession, event: WebhookEvent, callback: StkCallback, clock: Clock) -> None:
@@ -457,7 +397,7 @@ async def _apply_callback(session: AsyncSession, event: WebhookEvent, callback: 
         except Conflict as exc:
             if exc.code not in SETTLEMENT_REFUSALS:
                 raise  # transient (a busy lock, say): the row stays received and is retried
-            _finish(
+            inbox.finish(
                 event,
                 WebhookStatus.IGNORED,
                 clock,
@@ -466,51 +406,42 @@ async def _apply_callback(session: AsyncSession, event: WebhookEvent, callback: 
             return
         except IntegrityError:
             # The receipt already settled another intent: never credit it twice.
-            _finish(event, WebhookStatus.IGNORED, clock, f"anomaly: receipt {callback.receipt} already recorded")
+            inbox.finish(event, WebhookStatus.IGNORED, clock, f"anomaly: receipt {callback.receipt} already recorded")
             return
         if not settlement.created:
             payment = settlement.payment
             if payment.provider_receipt == intent.provider_request_id:
                 # Settled by a Query, which carries no receipt: the callback brings the real one.
                 payment.provider_receipt, payment.webhook_event_id = callback.receipt, event.id
-            _finish(event, WebhookStatus.IGNORED, clock, "duplicate: the intent is already settled")
+            inbox.finish(event, WebhookStatus.IGNORED, clock, "duplicate: the intent is already settled")
             return
-        _finish(event, WebhookStatus.PROCESSED, clock)
+        inbox.finish(event, WebhookStatus.PROCESSED, clock)
         return
     failure = callback.failure_class or FailureClass.TRANSIENT
     if intent.status is IntentStatus.SUCCEEDED:
-        _finish(
+        inbox.finish(
             event,
             WebhookStatus.IGNORED,
             clock,
             f"anomaly: ResultCode {callback.result_code} ({callback.result_desc}) after the intent settled",
         )
     elif await _fail_intent(session, intent, callback.result_code, callback.result_desc, failure, clock):
-        _finish(event, WebhookStatus.PROCESSED, clock)
+        inbox.finish(event, WebhookStatus.PROCESSED, clock)
     else:
-        _finish(event, WebhookStatus.IGNORED, clock, "duplicate: the intent had already failed")
+        inbox.finish(event, WebhookStatus.IGNORED, clock, "duplicate: the intent had already failed")
 
 
-async def settle_from_callback(session: AsyncSession, event_id: uuid.UUID, clock: Clock) -> WebhookEvent:
+async def settle_from_callback(session: AsyncSession, event_id: uuid.UUID, clock: Clock) -> None:
     """Apply one stored STK callback to its intent; processing a row twice changes nothing."""
-    event = await session.scalar(
-        sa.select(WebhookEvent)
-        .where(WebhookEvent.id == event_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    event = await inbox.claim(session, event_id)
     if event is None:
-        raise NotFound("webhook event not found")
-    if event.status is not WebhookStatus.RECEIVED:
-        return event
-    event.attempts += 1
+        return
     try:
         callback = parse_stk_callback(event.body.encode())
     except InvalidInput as exc:
-        _finish(event, WebhookStatus.FAILED, clock, exc.detail)
-        return event
+        inbox.finish(event, WebhookStatus.FAILED, clock, exc.detail)
+        return
     await _apply_callback(session, event, callback, clock)
-    return event
 
 
 async def process_waiting_events(session: AsyncSession, checkout_request_id: str, clock: Clock) -> int:
@@ -542,7 +473,7 @@ async def apply_query_result(
     if intent is None or intent.provider_request_id is None:
         raise NotFound("payment intent with a CheckoutRequestID not found")
     answer = await gateway.stk_query(intent.provider_request_id)
-    intent = await _locked_intent(session, intent_id)
+    intent = await locked_intent(session, intent_id)
     if answer.status is StkStatus.SUCCEEDED:
         # Query carries no receipt number: the CheckoutRequestID stands in until a callback
         # or the statement brings the real one.
@@ -635,7 +566,7 @@ async def apply_airtel_enquiry(
     session: AsyncSession, intent_id: uuid.UUID, result: AirtelEnquiryResult, clock: Clock
 ) -> IntentStatus:
     """Apply an enquiry answer: only ``TS`` settles, ``TF``/``TE`` fail, ``TA``/``TIP`` wait."""
-    intent = await _locked_intent(session, intent_id)
+    intent = await locked_intent(session, intent_id)
     if result.succeeded:
         await settle_intent(
             session,
@@ -700,12 +631,7 @@ async def process_airtel_callback(
         except Conflict as exc:
             outcome, note = WebhookStatus.IGNORED, f"anomaly: {exc.detail}"
     async with sessions() as session, session.begin():
-        event = await session.scalar(
-            sa.select(WebhookEvent)
-            .where(WebhookEvent.id == event_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+        event = await lock(session, WebhookEvent, event_id)
         assert event is not None
         if event.status is WebhookStatus.RECEIVED:
             event.attempts += 1
@@ -713,7 +639,7 @@ async def process_airtel_callback(
                 event.institution_id = await session.scalar(
                     sa.select(PaymentIntent.institution_id).where(PaymentIntent.id == intent_id)
                 )
-            _finish(event, outcome, clock, None if outcome is WebhookStatus.PROCESSED else note)
+            inbox.finish(event, outcome, clock, None if outcome is WebhookStatus.PROCESSED else note)
             if outcome is WebhookStatus.PROCESSED:
                 event.error = note
         return event

@@ -28,18 +28,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lms_domain.access import Actor, ensure_visible, tenant_filter
 from lms_domain.clock import Clock
 from lms_domain.commerce.models import Order, OrderStatus
+from lms_domain.db import lock
 from lms_domain.errors import Conflict, InvalidInput, NotFound
 from lms_domain.ids import luhn_valid, new_id
 from lms_domain.ledger.accounts import SUSPENSE
 from lms_domain.ledger.models import JournalEntry, LedgerAccount, Posting
 from lms_domain.ledger.service import post_entry
+from lms_domain.payments import inbox
+from lms_domain.payments.booking import PaidFor, book_payment
 from lms_domain.payments.models import (
     Payment,
     PaymentStatus,
     Provider,
     ProviderAccount,
     ProviderAccountKind,
-    WebhookEvent,
     WebhookStatus,
 )
 from lms_domain.payments.mpesa import (
@@ -48,7 +50,9 @@ from lms_domain.payments.mpesa import (
     C2BPayment,
     parse_c2b_payload,
 )
-from lms_domain.payments.settlement import clearing_account, fulfil_order, lock_order, suspense_postings
+from lms_domain.payments.renewals import renewal_awaiting_payment
+from lms_domain.payments.settlement import clearing_account, fulfil_order, order_sale_postings
+from lms_domain.subscriptions.models import Subscription
 from lms_domain.tenancy.models import Learner
 
 log = logging.getLogger("somo.payments.paybill")
@@ -132,49 +136,32 @@ async def _pending_order(session: AsyncSession, learner: Learner, amount_minor: 
         .order_by(Order.created_at, Order.id)
         .limit(1)
     )
-    return await lock_order(session, order_id) if order_id is not None else None
+    return await lock(session, Order, order_id) if order_id is not None else None
 
 
-async def apply_to_learner(
-    session: AsyncSession, payment: Payment, learner: Learner | None, clock: Clock
-) -> tuple[str, list[tuple[str, int]]]:
-    """Fulfil what ``payment`` pays for; (what it paid, the ledger postings)."""
-    if learner is not None:
-        order = await _pending_order(session, learner, payment.amount_minor)
-        if order is not None:
-            postings = await fulfil_order(session, order, payment=payment, paid_at=payment.paid_at, clock=clock)
-            return f"order {order.id}", postings
-        from lms_domain.payments.renewals import renewal_awaiting_payment, settle_renewal
-
-        renewal = await renewal_awaiting_payment(session, learner.id, payment.amount_minor, payment.paid_at)
-        if renewal is not None:
-            postings = await settle_renewal(session, renewal, payment=payment, clock=clock)
-            return f"subscription {renewal.id}", postings
-    return "suspense", suspense_postings(payment)
+async def _payable(
+    session: AsyncSession, payment: Payment, learner: Learner | None
+) -> tuple[Order | None, Subscription | None]:
+    """What a learner's paybill payment pays: their oldest pending order of exactly that amount,
+    else a renewal waiting for exactly that amount, else nothing (suspense)."""
+    if learner is None:
+        return None, None
+    order = await _pending_order(session, learner, payment.amount_minor)
+    if order is not None:
+        return order, None
+    return None, await renewal_awaiting_payment(session, learner.id, payment.amount_minor, payment.paid_at)
 
 
-def _finish(event: WebhookEvent, status: WebhookStatus, clock: Clock, error: str | None = None) -> None:
-    event.status, event.error, event.processed_at = status, error, clock.now()
-
-
-async def record_confirmation(session: AsyncSession, event_id: uuid.UUID, clock: Clock) -> WebhookEvent:
+async def record_confirmation(session: AsyncSession, event_id: uuid.UUID, clock: Clock) -> None:
     """Turn one stored C2B confirmation into a Payment, applied or in suspense; idempotent."""
-    event = await session.scalar(
-        sa.select(WebhookEvent)
-        .where(WebhookEvent.id == event_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    event = await inbox.claim(session, event_id)
     if event is None:
-        raise NotFound("webhook event not found")
-    if event.status is not WebhookStatus.RECEIVED:
-        return event
-    event.attempts += 1
+        return
     try:
         c2b = parse_c2b_payload(event.body.encode())
     except InvalidInput as exc:
-        _finish(event, WebhookStatus.FAILED, clock, exc.detail)
-        return event
+        inbox.finish(event, WebhookStatus.FAILED, clock, exc.detail)
+        return
     learner = await learner_for_account(session, c2b.bill_ref)
     owner = await paybill_owner(session, c2b.shortcode)
     if learner is not None and owner is not None and owner != learner.institution_id:
@@ -185,8 +172,8 @@ async def record_confirmation(session: AsyncSession, event_id: uuid.UUID, clock:
     institution_id = learner.institution_id if learner is not None else owner
     if institution_id is None:
         # No school to book it to: reconciliation reports it as missing in the ledger.
-        _finish(event, WebhookStatus.FAILED, clock, f"no institution owns paybill {c2b.shortcode}")
-        return event
+        inbox.finish(event, WebhookStatus.FAILED, clock, f"no institution owns paybill {c2b.shortcode}")
+        return
     event.institution_id = institution_id
     now = clock.now()
     payment = Payment(
@@ -208,21 +195,22 @@ async def record_confirmation(session: AsyncSession, event_id: uuid.UUID, clock:
         async with session.begin_nested():
             session.add(payment)
     except IntegrityError:
-        _finish(event, WebhookStatus.IGNORED, clock, f"duplicate: receipt {c2b.trans_id} already recorded")
-        return event
-    applied_to, postings = await apply_to_learner(session, payment, learner, clock)
-    await post_entry(
+        inbox.finish(event, WebhookStatus.IGNORED, clock, f"duplicate: receipt {c2b.trans_id} already recorded")
+        return
+    order, subscription = await _payable(session, payment, learner)
+    paid_for = await book_payment(
         session,
-        institution_id=institution_id,
+        payment,
+        order=order,
+        subscription=subscription,
         kind=LEDGER_KIND,
         source_type=LEDGER_SOURCE,
         source_id=payment.id,
-        occurred_at=payment.paid_at,
-        description=f"M-Pesa paybill {c2b.trans_id} account {c2b.bill_ref[:20]} -> {applied_to}",
-        postings=postings,
+        description=f"M-Pesa paybill {c2b.trans_id} account {c2b.bill_ref[:20]}",
+        clock=clock,
     )
-    _finish(event, WebhookStatus.PROCESSED, clock, None if applied_to != "suspense" else "held in suspense")
-    return event
+    held = paid_for is PaidFor.SUSPENSE
+    inbox.finish(event, WebhookStatus.PROCESSED, clock, "held in suspense" if held else None)
 
 
 # Suspense ------------------------------------------------------------------------------------
@@ -308,9 +296,7 @@ async def match_suspense(
     """An admin attributes a suspense payment to a learner and, with ``order_id``, pays that
     order from it. Matching twice is refused; the ledger moves the money out of suspense once."""
     actor.require_admin()
-    payment = await session.scalar(
-        sa.select(Payment).where(Payment.id == payment_id).with_for_update().execution_options(populate_existing=True)
-    )
+    payment = await lock(session, Payment, payment_id)
     ensure_visible(payment, actor, what="payment")
     assert payment is not None
     if payment.status is not PaymentStatus.SETTLED:
@@ -327,7 +313,7 @@ async def match_suspense(
     if order_id is None:
         await session.flush()
         return payment
-    order = await lock_order(session, order_id)
+    order = await lock(session, Order, order_id)
     if order is None or order.institution_id != payment.institution_id or order.learner_id != learner.id:
         raise NotFound("order not found")
     if order.total_minor != held:
@@ -335,9 +321,9 @@ async def match_suspense(
             f"the order totals {order.total_minor} but {held} is held; only exact matches are applied",
             code="suspense_amount_mismatch",
         )
-    postings = await fulfil_order(session, order, payment=payment, paid_at=payment.paid_at, clock=clock)
-    # The sale postings debit the clearing account; the money is in suspense already.
+    # The sale postings debit the clearing account; this money is in suspense already.
     clearing = clearing_account(payment.provider)
+    postings = await order_sale_postings(session, order, payment)
     moved = [(SUSPENSE if code == clearing else code, amount) for code, amount in postings]
     await post_entry(
         session,
@@ -350,4 +336,5 @@ async def match_suspense(
         postings=moved,
         currency=payment.currency,
     )
+    await fulfil_order(session, order, payment=payment, paid_at=payment.paid_at, clock=clock)
     return payment

@@ -19,21 +19,23 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lms_domain.clock import Clock
 from lms_domain.commerce.models import Price
+from lms_domain.db import lock
 from lms_domain.entitlements.models import Entitlement, EntitlementSource
 from lms_domain.errors import Conflict, InvalidInput, NotFound
 from lms_domain.ids import new_id
-from lms_domain.money import DEFAULT_VAT_RATE_BP
+from lms_domain.money import DEFAULT_VAT_RATE_BP, Money
+from lms_domain.payments.intents import new_intent, payer_msisdn
 from lms_domain.payments.models import IntentStatus, Payment, PaymentIntent, Provider
 from lms_domain.payments.ports import Gateways, PaymentGatewayError
 from lms_domain.payments.settlement import add_interval, clearing_account, sale_postings
-from lms_domain.phones import Network, network_of, normalize_msisdn
+from lms_domain.phones import Network, network_of
 from lms_domain.subscriptions.models import (
     RenewalOutcome,
     Subscription,
     SubscriptionRenewalAttempt,
     SubscriptionStatus,
 )
-from lms_domain.tenancy.models import Learner, Phone
+from lms_domain.tenancy.models import Learner
 
 RENEWAL_DESCRIPTION = "Somo renewal"  # TransactionDesc: at most 13 characters
 REPUSH_SPACING = timedelta(minutes=2)
@@ -55,24 +57,6 @@ class RenewalApproval:
     attempt: SubscriptionRenewalAttempt
     intent: PaymentIntent | None
     pushed: bool
-
-
-async def _locked_subscription(session: AsyncSession, subscription_id: uuid.UUID) -> Subscription | None:
-    return await session.scalar(
-        sa.select(Subscription)
-        .where(Subscription.id == subscription_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-
-
-async def _payer(session: AsyncSession, learner: Learner, msisdn: str | None) -> str:
-    if msisdn:
-        return normalize_msisdn(msisdn)
-    phone = await session.get(Phone, learner.phone_id) if learner.phone_id is not None else None
-    if phone is None:
-        raise InvalidInput("the learner has no phone to prompt", code="phone_required")
-    return phone.e164
 
 
 def provider_for(msisdn: str, network: Network | None = None) -> Provider:
@@ -103,7 +87,7 @@ async def _prepare(
     network: Network | None,
     clock: Clock,
 ) -> RenewalApproval:
-    subscription = await _locked_subscription(session, subscription_id)
+    subscription = await lock(session, Subscription, subscription_id)
     if subscription is None:
         raise NotFound("subscription not found")
     if subscription.status not in _RENEWABLE:
@@ -148,28 +132,18 @@ async def _prepare(
     assert learner is not None and price is not None  # foreign keys
     if price.amount_minor <= 0:
         raise Conflict("the plan is free: nothing to collect", code="renewal_is_free")
-    payer = await _payer(session, learner, msisdn)
-    provider = provider_for(payer, network)
-    intent_id = new_id()
-    intent = PaymentIntent(
-        id=intent_id,
-        institution_id=subscription.institution_id,
-        learner_id=learner.id,
-        subscription_id=subscription.id,
-        provider=provider,
-        currency=price.currency,
-        amount_minor=price.amount_minor,
+    payer = await payer_msisdn(session, learner, msisdn)
+    intent = await new_intent(
+        session,
+        learner=learner,
+        amount=Money(price.amount_minor, price.currency),
+        provider=provider_for(payer, network),
         msisdn=payer,
-        account_reference=learner.account_no,
         description=RENEWAL_DESCRIPTION,
         idempotency_key=f"renewal:{attempt.id}",
-        provider_request_id=intent_id.hex.upper() if provider is Provider.AIRTEL else None,
-        status=IntentStatus.CREATED,
-        created_at=now,
-        updated_at=now,
+        now=now,
+        subscription_id=subscription.id,
     )
-    session.add(intent)
-    await session.flush()
     attempt.outcome, attempt.approved_at, attempt.payment_intent_id = RenewalOutcome.APPROVED, now, intent.id
     attempt.updated_at = now
     return RenewalApproval(attempt=attempt, intent=intent, pushed=True)
@@ -191,6 +165,7 @@ async def approve_renewal(
     ``pushed`` is False when an earlier approval of the same period is still open or paid.
     A provider error marks the attempt failed and propagates (with its failure class).
     """
+    # Imported here: flows settles renewals (it imports this module), and this starts pushes.
     from lms_domain.payments.flows import push_intent
 
     async with sessions() as session, session.begin():
@@ -232,7 +207,7 @@ async def renewal_for_intent(session: AsyncSession, intent: PaymentIntent) -> Su
     """The subscription a renewal intent pays, locked."""
     if intent.subscription_id is None:
         return None
-    return await _locked_subscription(session, intent.subscription_id)
+    return await lock(session, Subscription, intent.subscription_id)
 
 
 async def renewal_awaiting_payment(
@@ -255,7 +230,7 @@ async def renewal_awaiting_payment(
         .order_by(Subscription.current_period_end, Subscription.id)
         .limit(1)
     )
-    return await _locked_subscription(session, subscription_id) if subscription_id is not None else None
+    return await lock(session, Subscription, subscription_id) if subscription_id is not None else None
 
 
 def renewal_postings(payment: Payment) -> list[tuple[str, int]]:
@@ -263,10 +238,8 @@ def renewal_postings(payment: Payment) -> list[tuple[str, int]]:
     return sale_postings(payment.amount_minor, DEFAULT_VAT_RATE_BP, clearing_account(payment.provider))
 
 
-async def settle_renewal(
-    session: AsyncSession, subscription: Subscription, *, payment: Payment, clock: Clock
-) -> list[tuple[str, int]]:
-    """Extend ``subscription`` by one period and its entitlement with it; the sale postings.
+async def settle_renewal(session: AsyncSession, subscription: Subscription, *, payment: Payment, clock: Clock) -> None:
+    """Extend ``subscription`` by one period and its entitlement with it (the caller books the money).
 
     A lapsed (unpaid) subscription restarts from the payment; any other continues from its
     period end, so paying early never loses days.
@@ -316,4 +289,3 @@ async def settle_renewal(
         if paid_by_it or attempt.outcome is not RenewalOutcome.FAILED:
             attempt.outcome = RenewalOutcome.SUCCEEDED if paid_by_it else RenewalOutcome.SKIPPED
             attempt.resolved_at, attempt.updated_at = now, now
-    return renewal_postings(payment)

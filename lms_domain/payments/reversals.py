@@ -19,12 +19,14 @@ from lms_domain.access import Actor
 from lms_domain.clock import Clock
 from lms_domain.commerce.models import Invoice, LineItem, Order, OrderStatus, Receipt, Refund, RefundStatus
 from lms_domain.commerce.refunds import get_refund
+from lms_domain.db import lock
 from lms_domain.entitlements.models import Entitlement, EntitlementSource
 from lms_domain.errors import Conflict, InvalidInput, NotFound
 from lms_domain.ledger.accounts import REFUNDS, SUSPENSE, VAT_PAYABLE
 from lms_domain.ledger.service import post_entry
 from lms_domain.money import DEFAULT_VAT_RATE_BP, Money, split_vat
-from lms_domain.payments.models import Payment, PaymentStatus, Provider, WebhookEvent, WebhookStatus
+from lms_domain.payments import inbox
+from lms_domain.payments.models import Payment, PaymentStatus, Provider, WebhookStatus
 from lms_domain.payments.mpesa import REVERSAL_ALREADY_REVERSED, parse_async_result
 from lms_domain.payments.paybill import suspense_balance
 from lms_domain.payments.ports import Gateways, PaymentGatewayError
@@ -40,9 +42,7 @@ REVERSAL_REMARKS = "Somo refund"
 
 
 async def _locked_refund(session: AsyncSession, refund_id: uuid.UUID) -> Refund:
-    refund = await session.scalar(
-        sa.select(Refund).where(Refund.id == refund_id).with_for_update().execution_options(populate_existing=True)
-    )
+    refund = await lock(session, Refund, refund_id)
     if refund is None:
         raise NotFound("refund not found")
     return refund
@@ -137,12 +137,7 @@ async def complete_refund(session: AsyncSession, refund: Refund, clock: Clock) -
     """The provider returned the money: book it once, and take back what it bought."""
     if refund.status is RefundStatus.SUCCEEDED:
         return
-    payment = await session.scalar(
-        sa.select(Payment)
-        .where(Payment.id == refund.payment_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    payment = await lock(session, Payment, refund.payment_id)
     assert payment is not None
     now = clock.now()
     await post_entry(
@@ -202,25 +197,16 @@ async def revoke_order_access(session: AsyncSession, order_id: uuid.UUID, clock:
     )
 
 
-async def apply_reversal_result(session: AsyncSession, event_id: uuid.UUID, clock: Clock) -> WebhookEvent:
+async def apply_reversal_result(session: AsyncSession, event_id: uuid.UUID, clock: Clock) -> None:
     """Apply one stored Reversal result to its refund; processing a row twice changes nothing."""
-    event = await session.scalar(
-        sa.select(WebhookEvent)
-        .where(WebhookEvent.id == event_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    event = await inbox.claim(session, event_id)
     if event is None:
-        raise NotFound("webhook event not found")
-    if event.status is not WebhookStatus.RECEIVED:
-        return event
-    event.attempts += 1
-    now = clock.now()
+        return
     try:
         result = parse_async_result(event.body.encode())
     except InvalidInput as exc:
-        event.status, event.error, event.processed_at = WebhookStatus.FAILED, exc.detail, now
-        return event
+        inbox.finish(event, WebhookStatus.FAILED, clock, exc.detail)
+        return
     refund = await session.scalar(
         sa.select(Refund)
         .where(Refund.provider_reference == result.conversation_id)
@@ -229,17 +215,15 @@ async def apply_reversal_result(session: AsyncSession, event_id: uuid.UUID, cloc
     )
     if refund is None:
         # Not a reversal of ours (a Transaction Status result): reconciliation reads it.
-        event.status, event.processed_at = WebhookStatus.PROCESSED, now
-        return event
+        inbox.finish(event, WebhookStatus.PROCESSED, clock)
+        return
     event.institution_id = refund.institution_id
     if refund.status is RefundStatus.SUCCEEDED:
-        event.status, event.error, event.processed_at = WebhookStatus.IGNORED, "duplicate: refund already done", now
-        return event
+        inbox.finish(event, WebhookStatus.IGNORED, clock, "duplicate: refund already done")
+        return
     if result.succeeded or result.result_code == REVERSAL_ALREADY_REVERSED:
         await complete_refund(session, refund, clock)
-        event.status, event.processed_at = WebhookStatus.PROCESSED, now
-        return event
-    refund.status, refund.failure_reason = RefundStatus.FAILED, f"{result.result_code}: {result.result_desc}"[:500]
-    refund.updated_at = now
-    event.status, event.processed_at = WebhookStatus.PROCESSED, now
-    return event
+    else:
+        refund.status, refund.failure_reason = RefundStatus.FAILED, f"{result.result_code}: {result.result_desc}"[:500]
+        refund.updated_at = clock.now()
+    inbox.finish(event, WebhookStatus.PROCESSED, clock)

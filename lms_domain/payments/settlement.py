@@ -156,21 +156,12 @@ async def grant_order_entitlements(session: AsyncSession, order: Order, paid_at:
         )
 
 
-async def lock_order(session: AsyncSession, order_id: uuid.UUID) -> Order | None:
-    """The order, locked for the rest of the transaction (SQLite serialises writers anyway)."""
-    return await session.scalar(
-        sa.select(Order).where(Order.id == order_id).with_for_update().execution_options(populate_existing=True)
-    )
-
-
 async def fulfil_order(
     session: AsyncSession, order: Order, *, payment: Payment | None, paid_at: datetime, clock: Clock
-) -> list[tuple[str, int]]:
-    """Mark a pending order and its invoice paid, issue the receipt and the entitlements.
-
-    Returns the sale postings for ``payment`` (none for a free order); the caller posts them
-    under its own ledger key. ``Conflict`` if the order is no longer pending.
-    """
+) -> None:
+    """Mark a pending order and its invoice paid, issue the receipt (when money was paid) and
+    the entitlements; the caller books the money (``booking.book_payment``). ``Conflict`` if the
+    order is no longer pending."""
     if order.status is not OrderStatus.PENDING:
         raise Conflict(f"the order is {order.status.value}", code="order_not_pending")
     invoice = await session.scalar(sa.select(Invoice).where(Invoice.order_id == order.id))
@@ -178,19 +169,15 @@ async def fulfil_order(
     order.status, order.paid_at, order.updated_at = OrderStatus.PAID, paid_at, now
     if invoice is not None:
         invoice.status, invoice.updated_at = InvoiceStatus.PAID, now
-    postings: list[tuple[str, int]] = []
     if payment is not None and invoice is not None:
         await issue_receipt(session, invoice=invoice, payment=payment, clock=clock)
-        postings = sale_postings(payment.amount_minor, invoice.vat_rate_bp, clearing_account(payment.provider))
-    # Synced rows last: see ``order_sale_postings``.
+    # Synced rows last: see ``booking``.
     await grant_order_entitlements(session, order, paid_at)
-    return postings
 
 
 async def order_sale_postings(session: AsyncSession, order: Order, payment: Payment) -> list[tuple[str, int]]:
-    """The postings ``fulfil_order`` will return, computed without writing anything, so a
-    caller can post the ledger first and write the synced rows (entitlements) last: a synced
-    row takes the school's change-sequence counter until commit, serialising its settlements."""
+    """The sale postings of paying ``order`` with ``payment`` (none if it has no invoice), at the
+    invoice's VAT rate; reading only, so the ledger can be posted before the order is fulfilled."""
     vat_rate = await session.scalar(sa.select(Invoice.vat_rate_bp).where(Invoice.order_id == order.id))
     if vat_rate is None:
         return []
