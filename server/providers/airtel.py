@@ -23,7 +23,6 @@ transient fault.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from lms_domain.payments.airtel import (
 )
 from lms_domain.payments.models import FailureClass
 from lms_domain.payments.ports import GatewayConfigurationError, GatewayUnavailable, PaymentGatewayError
+from server.providers.backoff import DEFAULT_TIMEOUT, Backoff, exchange
 from server.providers.tokens import TokenCache
 
 log = logging.getLogger("somo.providers.airtel")
@@ -57,7 +57,6 @@ OAUTH_PATH = "/auth/oauth2/token"
 COLLECTION_PATH = "/merchant/v1/payments/"  # the trailing slash is part of the path
 ENQUIRY_PATH = "/standard/v1/payments/"
 REFUND_PATH = "/standard/v1/payments/refund"
-DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=15, connect=5)
 TOKEN_REFRESH_MARGIN_S = 60
 OK_RESULT = "ESB000010"
 DUPLICATE_ID = "ESB000041"
@@ -143,8 +142,6 @@ class AirtelGateway:
         backoff_s: float = 0.5,
         max_backoff_s: float = 4.0,
     ) -> None:
-        if attempts < 1:
-            raise ValueError("attempts must be at least 1")
         self._base_url = base_url.rstrip("/")
         self._client_id = client_id
         self._client_secret = client_secret
@@ -152,10 +149,7 @@ class AirtelGateway:
         self._clock = clock
         self._country = country
         self._currency = currency
-        self._timeout = timeout
-        self._attempts = attempts
-        self._backoff_s = backoff_s
-        self._max_backoff_s = max_backoff_s
+        self._backoff = Backoff(attempts=attempts, first_s=backoff_s, max_s=max_backoff_s, timeout=timeout)
         self._tokens = TokenCache(self._fetch_token, clock, margin_s=TOKEN_REFRESH_MARGIN_S, min_fraction=3)
 
     # ---- the port ----
@@ -296,45 +290,32 @@ class AirtelGateway:
         replay: bool,
     ) -> _Answer:
         """One logical call with bounded exponential backoff over transient faults."""
-        url = self._base_url + path
-        delay = self._backoff_s
-        resent = False
-        for attempt in range(1, self._attempts + 1):
-            last = attempt == self._attempts
-            try:
-                async with self._http.request(
-                    method, url, json=body, headers=headers, timeout=self._timeout
-                ) as response:
-                    answer = _Answer(response.status, await _read_json(response))
-            except aiohttp.ClientConnectorError as exc:
-                # The connection was never made, so nothing reached Airtel: safe to re-send anything.
-                if last:
-                    raise GatewayUnavailable(f"Airtel unreachable: {exc}", code="airtel_unreachable") from exc
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                if not replay:
-                    raise GatewayUnavailable(
-                        f"Airtel did not answer {path}: {exc!r}; it may have been processed",
-                        code="airtel_outcome_unknown",
-                        outcome_unknown=True,
-                    ) from exc
-                if last:
-                    raise GatewayUnavailable(f"Airtel did not answer {path}: {exc!r}", code="airtel_timeout") from exc
-            else:
-                if resent and not replay and answer.result_code == DUPLICATE_ID:
-                    # An earlier attempt of this very call reached Airtel after all.
-                    raise GatewayUnavailable(
-                        f"Airtel already has this transaction id after a re-send of {path}: enquire",
-                        code="airtel_outcome_unknown",
-                        provider_code=DUPLICATE_ID,
-                        outcome_unknown=True,
-                    )
-                if last or not self._worth_resending(answer, replay=replay, path=path):
-                    return answer
-            log.warning("airtel %s %s attempt %d failed; retrying in %.2fs", method, path, attempt, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._max_backoff_s)
-            resent = True
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+        def retry(status: int, payload: dict[str, Any], resent: bool) -> bool:
+            answer = _Answer(status, payload)
+            if resent and not replay and answer.result_code == DUPLICATE_ID:
+                # An earlier attempt of this very call reached Airtel after all.
+                raise GatewayUnavailable(
+                    f"Airtel already has this transaction id after a re-send of {path}: enquire",
+                    code="airtel_outcome_unknown",
+                    provider_code=DUPLICATE_ID,
+                    outcome_unknown=True,
+                )
+            return self._worth_resending(answer, replay=replay, path=path)
+
+        status, payload = await exchange(
+            self._http,
+            method,
+            self._base_url + path,
+            provider="Airtel",
+            code_prefix="airtel",
+            backoff=self._backoff,
+            replay=replay,
+            retry=retry,
+            headers=headers,
+            json=body,
+        )
+        return _Answer(status, payload)
 
 
 def _transaction_id(value: str) -> str:
@@ -345,12 +326,3 @@ def _transaction_id(value: str) -> str:
             code="airtel_invalid_transaction_id",
         )
     return text
-
-
-async def _read_json(response: aiohttp.ClientResponse) -> dict[str, Any]:
-    """The JSON object Airtel sent, or ``{}`` for an empty, HTML or otherwise non-object body."""
-    try:
-        parsed = await response.json(content_type=None)
-    except ValueError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}

@@ -30,7 +30,6 @@ sends it as configured.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json as jsonlib
 import logging
@@ -60,6 +59,7 @@ from lms_domain.payments.ports import (
     StkStatus,
 )
 from lms_domain.phones import normalize_msisdn
+from server.providers.backoff import DEFAULT_TIMEOUT, Backoff, exchange
 from server.providers.tokens import TokenCache
 
 log = logging.getLogger("somo.providers.daraja")
@@ -74,7 +74,6 @@ REVERSAL_PATH = "/mpesa/reversal/v1/request"
 PULL_REGISTER_PATH = "/pulltransactions/v1/register"
 PULL_QUERY_PATH = "/pulltransactions/v1/query"
 PRODUCTION_HOST = "api.safaricom.co.ke"
-DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=15, connect=5)
 TOKEN_REFRESH_MARGIN_S = 60
 MAX_ACCOUNT_REFERENCE = 12
 MAX_TRANSACTION_DESC = 13
@@ -335,8 +334,6 @@ class DarajaGateway:
         initiator: str = "",
         security_credential: str = "",
     ) -> None:
-        if attempts < 1:
-            raise ValueError("attempts must be at least 1")
         self._base_url = base_url.rstrip("/")
         self._basic = "Basic " + base64.b64encode(f"{consumer_key}:{consumer_secret}".encode()).decode()
         self._shortcode = shortcode
@@ -345,10 +342,7 @@ class DarajaGateway:
         self._clock = clock
         self._transaction_type = transaction_type
         self._party_b = party_b or shortcode
-        self._timeout = timeout
-        self._attempts = attempts
-        self._backoff_s = backoff_s
-        self._max_backoff_s = max_backoff_s
+        self._backoff = Backoff(attempts=attempts, first_s=backoff_s, max_s=max_backoff_s, timeout=timeout)
         self._tokens = TokenCache(self._fetch_token, clock, margin_s=TOKEN_REFRESH_MARGIN_S, min_fraction=2)
         self._initiator = initiator
         self._security_credential = security_credential
@@ -666,43 +660,16 @@ class DarajaGateway:
         json: Any = None,
         params: Mapping[str, str] | None = None,
     ) -> tuple[int, dict[str, Any]]:
-        """One logical call with bounded exponential backoff over transient faults."""
-        url = self._base_url + path
-        delay = self._backoff_s
-        for attempt in range(1, self._attempts + 1):
-            last = attempt == self._attempts
-            try:
-                async with self._http.request(
-                    method, url, json=json, params=params, headers=headers, timeout=self._timeout
-                ) as response:
-                    status = response.status
-                    payload = await _read_json(response)
-            except aiohttp.ClientConnectorError as exc:
-                # The connection was never made, so nothing reached Daraja: safe to re-send anything.
-                if last:
-                    raise GatewayUnavailable(f"Daraja unreachable: {exc}", code="mpesa_unreachable") from exc
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                if not replay:
-                    raise GatewayUnavailable(
-                        f"Daraja did not answer {path}: {exc!r}; it may have been processed",
-                        code="mpesa_outcome_unknown",
-                        outcome_unknown=True,
-                    ) from exc
-                if last:
-                    raise GatewayUnavailable(f"Daraja did not answer {path}: {exc!r}", code="mpesa_timeout") from exc
-            else:
-                if last or not self._worth_resending(status, payload, replay=replay):
-                    return status, payload
-            log.warning("daraja %s %s attempt %d failed; retrying in %.2fs", method, path, attempt, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._max_backoff_s)
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
-
-
-async def _read_json(response: aiohttp.ClientResponse) -> dict[str, Any]:
-    """The JSON object Daraja sent, or ``{}`` for an empty, HTML or otherwise non-object body."""
-    try:
-        parsed = await response.json(content_type=None)
-    except ValueError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
+        return await exchange(
+            self._http,
+            method,
+            self._base_url + path,
+            provider="Daraja",
+            code_prefix="mpesa",
+            backoff=self._backoff,
+            replay=replay,
+            retry=lambda status, payload, _resent: self._worth_resending(status, payload, replay=replay),
+            headers=headers,
+            json=json,
+            params=params,
+        )
