@@ -8,19 +8,16 @@ Transport faults are played by tiny hostile Airtel servers, also on loopback.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from multidict import CIMultiDict
 from pytest_aiohttp import AiohttpServer
 
 from lms_domain.clock import FixedClock
@@ -32,41 +29,12 @@ from lms_domain.payments.models import FailureClass
 from lms_domain.payments.ports import GatewayConfigurationError, GatewayUnavailable, PaymentGatewayError
 from server.providers.airtel import COLLECTION_PATH, OAUTH_PATH, REFUND_PATH, AirtelGateway
 from server.simulators.airtel import AirtelSimConfig, airtel_simulator_key, create_airtel_app
+from tests.conftest import T0
+from tests.loopback import Wire
 
-T0 = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
 CLIENT_ID, CLIENT_SECRET = "sim-airtel-client-id", "sim-airtel-client-secret"
 ENQUIRY_PREFIX = "/standard/v1/payments/"
 received_key: web.AppKey[asyncio.Queue[dict[str, Any]]] = web.AppKey("received")
-
-
-@dataclass
-class Wire:
-    """Every request the adapter's session sent: (method, path), headers and JSON bodies."""
-
-    calls: list[tuple[str, str]] = field(default_factory=list)
-    headers: list[CIMultiDict[str]] = field(default_factory=list)
-    bodies: list[dict[str, Any]] = field(default_factory=list)
-
-    def count(self, path: str) -> int:
-        return sum(1 for _, p in self.calls if p == path or (path == ENQUIRY_PREFIX and p.startswith(path)))
-
-    def trace(self) -> aiohttp.TraceConfig:
-        config = aiohttp.TraceConfig()
-
-        async def on_start(
-            _: aiohttp.ClientSession, __: SimpleNamespace, params: aiohttp.TraceRequestStartParams
-        ) -> None:
-            self.calls.append((params.method, params.url.raw_path))
-            self.headers.append(CIMultiDict(params.headers))
-
-        async def on_chunk(
-            _: aiohttp.ClientSession, __: SimpleNamespace, params: aiohttp.TraceRequestChunkSentParams
-        ) -> None:
-            self.bodies.append(json.loads(params.chunk))
-
-        config.on_request_start.append(on_start)
-        config.on_request_chunk_sent.append(on_chunk)
-        return config
 
 
 @dataclass
@@ -350,7 +318,7 @@ async def test_enquiry_is_in_progress_until_the_customer_answers(make_env: MakeE
     pending = await gateway.enquire(accepted.transaction_id)
     assert pending.status is AirtelTxStatus.IN_PROGRESS and not pending.status.is_final
     assert pending.airtel_money_id is None and pending.failure_class is None
-    assert env.wire.count(ENQUIRY_PREFIX) == 1  # an answer, not a fault to retry
+    assert env.wire.count(ENQUIRY_PREFIX, prefix=True) == 1  # an answer, not a fault to retry
     await answered(0.22)
     final = await gateway.enquire(accepted.transaction_id)
     assert final.succeeded and final.airtel_money_id and final.response_code == "DP00800001001"
@@ -413,7 +381,7 @@ async def test_an_unknown_id_is_retried_for_the_race_then_reported(make_env: Mak
         await env.gateway(attempts=3).enquire("never-sent")
     assert caught.value.code == "airtel_transaction_not_found" and caught.value.provider_code == "ESB000045"
     assert caught.value.failure_class is FailureClass.TRANSIENT
-    assert env.wire.count(ENQUIRY_PREFIX) == 3
+    assert env.wire.count(ENQUIRY_PREFIX, prefix=True) == 3
 
 
 async def test_enquiry_ids_are_escaped_into_the_path(make_env: MakeEnv) -> None:

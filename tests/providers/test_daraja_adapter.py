@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -50,38 +48,11 @@ from server.simulators.daraja import (
     create_daraja_app,
     daraja_simulator_key,
 )
+from tests.conftest import T0
+from tests.loopback import Wire
 
-T0 = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)  # 10:00 in Nairobi
 KEY, SECRET = "sim-consumer-key", "sim-consumer-secret"
 received_key: web.AppKey[asyncio.Queue[dict[str, Any]]] = web.AppKey("received")
-
-
-@dataclass
-class Wire:
-    """Every request the adapter's session sent: (method, path) and the JSON bodies."""
-
-    calls: list[tuple[str, str]] = field(default_factory=list)
-    bodies: list[dict[str, Any]] = field(default_factory=list)
-
-    def count(self, path: str) -> int:
-        return Counter(p for _, p in self.calls)[path]
-
-    def trace(self) -> aiohttp.TraceConfig:
-        config = aiohttp.TraceConfig()
-
-        async def on_start(
-            _: aiohttp.ClientSession, __: SimpleNamespace, params: aiohttp.TraceRequestStartParams
-        ) -> None:
-            self.calls.append((params.method, params.url.path))
-
-        async def on_chunk(
-            _: aiohttp.ClientSession, __: SimpleNamespace, params: aiohttp.TraceRequestChunkSentParams
-        ) -> None:
-            self.bodies.append(json.loads(params.chunk))
-
-        config.on_request_start.append(on_start)
-        config.on_request_chunk_sent.append(on_chunk)
-        return config
 
 
 @dataclass

@@ -12,12 +12,12 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from lms_domain.clock import FixedClock
@@ -33,8 +33,9 @@ from server.simulators.airtel import (
 )
 from server.simulators.daraja import DarajaSimConfig, create_daraja_app
 from server.simulators.faults import CallbackFaults, DispatchFaults
+from tests.conftest import T0
+from tests.loopback import Receiver, start_receiver
 
-T0 = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)  # 10:00 in Nairobi
 CLIENT_ID, CLIENT_SECRET = "sim-airtel-client-id", "sim-airtel-client-secret"
 CALLBACK_SECRET = "portal-secret"
 PAID = "733123450"  # ends in 0: TS
@@ -42,21 +43,6 @@ DECLINED = "733123454"  # ends in 4: TF, not enough balance
 SILENT = "733123456"  # ends in 6: TS, no callback
 AMBIGUOUS = "733123457"  # ends in 7: TA, then TS
 COLLECT = "/merchant/v1/payments/"
-
-received_key = web.AppKey("received", list[bytes])
-
-
-@dataclass
-class Receiver:
-    server: TestServer
-    bodies: list[bytes]
-
-    @property
-    def url(self) -> str:
-        return str(self.server.make_url("/airtel/callback/secret-token"))
-
-    def json(self) -> list[Any]:
-        return [json.loads(body) for body in self.bodies]
 
 
 @dataclass
@@ -122,15 +108,7 @@ def basic(client_id: str, secret: str) -> str:
 
 @pytest.fixture
 async def receiver(aiohttp_server: AiohttpServer) -> Receiver:
-    async def collect(request: web.Request) -> web.Response:
-        request.app[received_key].append(await request.read())
-        return web.Response(status=200)
-
-    app = web.Application()
-    app[received_key] = []
-    app.router.add_post("/airtel/callback/secret-token", collect)
-    app.router.add_post("/other/callback", collect)
-    return Receiver(await aiohttp_server(app), app[received_key])
+    return await start_receiver(aiohttp_server, "/airtel/callback/secret-token", "/other/callback")
 
 
 MakeSim = Callable[..., Awaitable[Sim]]

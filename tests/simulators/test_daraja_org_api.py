@@ -15,7 +15,7 @@ import re
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -35,8 +35,8 @@ from server.simulators.daraja import (
     stk_password,
 )
 from server.simulators.daraja_org import STATEMENT_COLUMNS
+from tests.conftest import T0
 
-T0 = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)  # 10:00 in Nairobi
 TIMESTAMP = "20261127100000"
 KEY, SECRET = "sim-consumer-key", "sim-consumer-secret"
 PAYBILL = "600984"

@@ -9,12 +9,12 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from lms_domain.clock import FixedClock
@@ -29,28 +29,14 @@ from server.simulators.daraja import (
     stk_password,
 )
 from server.simulators.faults import CallbackFaults, DispatchFaults
+from tests.conftest import T0
+from tests.loopback import Receiver, start_receiver
 
-T0 = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)  # 10:00 in Nairobi
 TIMESTAMP = "20261127100000"
 KEY, SECRET = "sim-consumer-key", "sim-consumer-secret"
 SUCCESS_PHONE = "254708374149"  # ends in 9: success
 CANCEL_PHONE = "254711000002"  # ends in 2: 1032
 SILENT_PHONE = "254711000006"  # ends in 6: success, no callback
-
-received_key = web.AppKey("received", list[bytes])
-
-
-@dataclass
-class Receiver:
-    server: TestServer
-    bodies: list[bytes]
-
-    @property
-    def url(self) -> str:
-        return str(self.server.make_url("/mpesa/stk/secret-token"))
-
-    def json(self) -> list[Any]:
-        return [json.loads(body) for body in self.bodies]
 
 
 @dataclass
@@ -112,14 +98,9 @@ def push_body(callback_url: str, **overrides: Any) -> dict[str, Any]:
 
 @pytest.fixture
 async def receiver(aiohttp_server: AiohttpServer) -> Receiver:
-    async def collect(request: web.Request) -> web.Response:
-        request.app[received_key].append(await request.read())
-        return web.json_response({"ResultCode": 0, "ResultDesc": "Accepted"})
-
-    app = web.Application()
-    app[received_key] = []
-    app.router.add_post("/mpesa/stk/secret-token", collect)
-    return Receiver(await aiohttp_server(app), app[received_key])
+    return await start_receiver(
+        aiohttp_server, "/mpesa/stk/secret-token", answer={"ResultCode": 0, "ResultDesc": "Accepted"}
+    )
 
 
 MakeSim = Callable[..., Awaitable[Sim]]
