@@ -68,7 +68,7 @@ from lms_domain.payments.models import (
     WebhookStatus,
 )
 from lms_domain.payments.reconciliation import DiscrepancyClass, ReconciliationReport, day_window, reconcile_day
-from lms_domain.payments.statement import parse_statement
+from lms_domain.payments.statement import STATEMENT_COLUMNS, parse_statement
 from lms_domain.security import Hasher
 from lms_domain.tenancy.service import create_institution, create_learner
 from server.migrate import upgrade
@@ -77,21 +77,7 @@ DAY = date(2026, 11, 27)
 BUDGET_S = 30.0
 QUERY_SETTLED = 1_000
 INSERT_BATCH = 5_000
-HEADER = [
-    "Receipt No.",
-    "Completion Time",
-    "Initiation Time",
-    "Details",
-    "Transaction Status",
-    "Paid In",
-    "Withdrawn",
-    "Balance",
-    "Balance Confirmed",
-    "Reason Type",
-    "Other Party Info",
-    "Linked Transaction ID",
-    "A/C No.",
-]
+HEADER = list(STATEMENT_COLUMNS)
 
 
 @dataclass

@@ -42,7 +42,7 @@ from lms_domain.errors import DomainError, InvalidInput
 from lms_domain.ledger.accounts import AIRTEL_CLEARING, MPESA_CLEARING
 from lms_domain.ledger.models import JournalEntry, LedgerAccount, Posting
 from lms_domain.money import Money
-from lms_domain.payments import flows
+from lms_domain.payments import flows, paybill, reversals
 from lms_domain.payments.models import (
     IntentStatus,
     Payment,
@@ -54,12 +54,9 @@ from lms_domain.payments.models import (
 )
 from lms_domain.payments.mpesa import parse_async_result, parse_c2b_payload, parse_stk_callback
 
-# Inbox kinds read as provider truth. C2B confirmations are filed by the paybill flow; the
-# org-API results (Transaction Status, Reversal) under these names when their endpoint stores them.
-C2B_CONFIRMATION_KIND = "c2b_confirmation"
-# reversals.RESULT_KIND is where the callbacks endpoint files Transaction Status and Reversal results.
-ASYNC_RESULT_KINDS = ("mpesa_result", "transaction_status", "transaction_status_result", "reversal", "reversal_result")
-INBOX_KINDS = (flows.STK_CALLBACK_KIND, C2B_CONFIRMATION_KIND, *ASYNC_RESULT_KINDS)
+# Inbox kinds read as provider truth: STK callbacks, paybill confirmations, and the org-API
+# results (Transaction Status and Reversal share one result URL, hence one kind).
+INBOX_KINDS = (flows.STK_CALLBACK_KIND, paybill.CONFIRMATION_KIND, reversals.RESULT_KIND)
 # Callbacks arrive after the payment, sometimes hours late (daraja.md §4.5); a little before the
 # day absorbs clock skew between Safaricom and us.
 INBOX_BEFORE = timedelta(hours=1)
@@ -339,8 +336,8 @@ def record_from_async_result(body: bytes, received_at: datetime) -> ProviderReco
 
 _INBOX_PARSERS: dict[str, Callable[[bytes, datetime], ProviderRecord | None]] = {
     flows.STK_CALLBACK_KIND: record_from_stk_callback,
-    C2B_CONFIRMATION_KIND: record_from_c2b_confirmation,
-    **dict.fromkeys(ASYNC_RESULT_KINDS, record_from_async_result),
+    paybill.CONFIRMATION_KIND: record_from_c2b_confirmation,
+    reversals.RESULT_KIND: record_from_async_result,
 }
 
 

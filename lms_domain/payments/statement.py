@@ -23,6 +23,25 @@ from lms_domain.clock import NAIROBI
 from lms_domain.money import MINOR_PER_MAJOR
 from lms_domain.payments.reconciliation import ProviderRecord, RecordKind, RecordSource
 
+# The M-Pesa organisation portal's statement export, column by column, and its time format
+# (Nairobi wall clock). The simulator writes this shape; the parser below reads it.
+STATEMENT_COLUMNS = (
+    "Receipt No.",
+    "Completion Time",
+    "Initiation Time",
+    "Details",
+    "Transaction Status",
+    "Paid In",
+    "Withdrawn",
+    "Balance",
+    "Balance Confirmed",
+    "Reason Type",
+    "Other Party Info",
+    "Linked Transaction ID",
+    "A/C No.",
+)
+STATEMENT_TIME = "%Y-%m-%d %H:%M:%S"
+
 # Normalised header name -> our field. Normalising (case, spaces, dots) absorbs the small
 # spelling drift between portal versions ("Receipt No." / "Receipt No").
 _COLUMNS = {
@@ -39,7 +58,7 @@ _COLUMNS = {
     "acno": "account",
 }
 _REQUIRED = ("receipt", "completed", "status", "paid_in", "withdrawn")
-_TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%d-%m-%Y %H:%M:%S", "%d/%m/%Y %H:%M:%S")
+_TIME_FORMATS = (STATEMENT_TIME, "%Y-%m-%d %H:%M", "%d-%m-%Y %H:%M:%S", "%d/%m/%Y %H:%M:%S")
 _RECEIPT = re.compile(r"^[A-Z0-9]{6,64}$")
 _AMOUNT = re.compile(r"^-?(?P<whole>\d{1,3}(?:,\d{3})+|\d+)(?:\.(?P<fraction>\d+))?$")
 _ISO_TIME = re.compile(r"^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)$")

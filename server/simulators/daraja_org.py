@@ -83,6 +83,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from lms_domain.payments.statement import STATEMENT_COLUMNS, STATEMENT_TIME
 from server.simulators.daraja import (
     NAIROBI,
     OUTCOME_HEADER,
@@ -117,22 +118,6 @@ ACCEPTED = "Accept the service request successfully."
 QUEUE_TIMEOUT_CODE = "SIM_QUEUE_TIMEOUT"
 # What the sandbox puts in a reversal result's ReferenceData (§9 samples), byte for byte.
 REVERSAL_QUEUE_REFERENCE = "https://internalsandbox.safaricom.co.ke/mpesa/reversalresults/v1/submit"
-STATEMENT_COLUMNS = (
-    "Receipt No.",
-    "Completion Time",
-    "Initiation Time",
-    "Details",
-    "Transaction Status",
-    "Paid In",
-    "Withdrawn",
-    "Balance",
-    "Balance Confirmed",
-    "Reason Type",
-    "Other Party Info",
-    "Linked Transaction ID",
-    "A/C No.",
-)
-STATEMENT_TIME = "%Y-%m-%d %H:%M:%S"
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 Delivery = Literal["result", "none", "timeout"]

@@ -31,7 +31,7 @@ from lms_domain.commerce.models import Order, OrderStatus, Price, PriceInterval,
 from lms_domain.commerce.schemas import CartItem, CartRequest
 from lms_domain.ids import new_id
 from lms_domain.ledger.service import trial_balance
-from lms_domain.payments import flows
+from lms_domain.payments import flows, reversals
 from lms_domain.payments.models import IntentStatus, Payment, PaymentIntent, Provider, WebhookEvent
 from lms_domain.payments.ports import StkPushAccepted, StkPushRequest, StkQueryResult, StkStatus
 from lms_domain.payments.reconciliation import (
@@ -44,7 +44,7 @@ from lms_domain.payments.reconciliation import (
     day_window,
     reconcile_day,
 )
-from lms_domain.payments.statement import parse_statement
+from lms_domain.payments.statement import STATEMENT_COLUMNS, parse_statement
 from lms_domain.tenancy.models import Institution, Learner, Role
 from server.reconcile import run_reconciliation
 from server.settings import DatabaseSettings, PaymentsSettings, Settings
@@ -55,21 +55,7 @@ from tests.factories import make_institution, make_learner
 DAY = date(2026, 11, 27)  # T0 is 10:00 on this day in Nairobi
 PRICE = 30_000  # KES 300
 SOMO = Path(sys.executable).parent / "somo"
-HEADER = [
-    "Receipt No.",
-    "Completion Time",
-    "Initiation Time",
-    "Details",
-    "Transaction Status",
-    "Paid In",
-    "Withdrawn",
-    "Balance",
-    "Balance Confirmed",
-    "Reason Type",
-    "Other Party Info",
-    "Linked Transaction ID",
-    "A/C No.",
-]
+HEADER = list(STATEMENT_COLUMNS)
 Sessionmaker = async_sessionmaker[AsyncSession]
 MISSING = DiscrepancyClass.MISSING_IN_LEDGER
 AT_PROVIDER = DiscrepancyClass.MISSING_AT_PROVIDER
@@ -405,6 +391,50 @@ async def test_inbox_alone_does_not_claim_payments_missing_at_provider(
     # The other day sees none of it.
     other = await reconcile_day(sessionmaker, DAY + timedelta(days=1), day.records(), clock=clock, heal=True)
     assert other.discrepancies == [] and other.provider_records == 0 and other.ledger_payments == 0
+
+
+async def test_a_transaction_status_result_in_the_inbox_is_provider_truth(
+    sessionmaker: Sessionmaker, clock: FixedClock
+) -> None:
+    """Filed where the callbacks endpoint files org-API results (``reversals.RESULT_KIND``)."""
+    await seed_day(sessionmaker, clock)
+    finalised = clock.now().astimezone(NAIROBI).strftime("%Y%m%d%H%M%S")
+    body = json.dumps(
+        {
+            "Result": {
+                "ConversationID": "AG_20261127_00004933440000000001",
+                "OriginatorConversationID": "3213-416199-2",
+                "ResultCode": 0,
+                "ResultDesc": "The service request is processed successfully.",
+                "ResultType": 0,
+                "TransactionID": "SKR1000003",
+                "ResultParameters": {
+                    "ResultParameter": [
+                        {"Key": "ReceiptNo", "Value": "SKR1000003"},
+                        {"Key": "TransactionStatus", "Value": "Completed"},
+                        {"Key": "FinalisedTime", "Value": finalised},
+                        {"Key": "Amount", "Value": str(PRICE // 100)},
+                        {"Key": "TransactionReason"},
+                    ]
+                },
+            }
+        }
+    ).encode()
+    async with sessionmaker() as session, session.begin():
+        session.add(
+            WebhookEvent(
+                id=new_id(),
+                provider=Provider.MPESA,
+                kind=reversals.RESULT_KIND,
+                event_key="AG_20261127_00004933440000000001",
+                body_sha256=hashlib.sha256(body).hexdigest(),
+                body=body.decode(),
+                received_at=clock.now(),
+            )
+        )
+    report = await reconcile_day(sessionmaker, DAY, [], clock=clock, heal=False, check_missing_at_provider=False)
+    assert "SKR1000003" in by_class(report)["missing_in_ledger"]
+    assert one(report, "SKR1000003").sources == (RecordSource.TRANSACTION_STATUS,)
 
 
 async def test_a_query_settlement_after_midnight_matches_the_statement_of_its_day(
