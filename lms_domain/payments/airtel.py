@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from lms_domain.errors import InvalidInput
 from lms_domain.money import MINOR_PER_MAJOR, Money
 from lms_domain.payments.models import FailureClass
+from lms_domain.payments.wire import load_json
 from lms_domain.phones import normalize_msisdn
 
 log = logging.getLogger("somo.payments.airtel")
@@ -253,10 +254,7 @@ def _malformed(detail: str) -> InvalidInput:
 
 
 def _load_object(body: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise InvalidInput("the callback body is not JSON", code="airtel_callback_not_json") from exc
+    payload = load_json(body, what="callback", code="airtel_callback")
     if not isinstance(payload, dict):
         raise _malformed("the callback body is not a JSON object")
     return payload

@@ -7,7 +7,6 @@ and settlement re-reads it: replaying an inbox row must never depend on the chan
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +17,7 @@ from lms_domain.clock import NAIROBI
 from lms_domain.errors import InvalidInput
 from lms_domain.money import MINOR_PER_MAJOR
 from lms_domain.payments.models import FailureClass
+from lms_domain.payments.wire import load_json
 
 log = logging.getLogger("somo.payments.mpesa")
 
@@ -97,10 +97,7 @@ def parse_stk_callback(body: bytes, *, strict: bool = True) -> StkCallback:
     ``strict=False`` only needs the CheckoutRequestID and ResultCode (enough to file the body
     in the inbox); ``strict`` also requires a receipt and a whole-shilling amount on success.
     """
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidInput("the callback body is not JSON", code="mpesa_callback_not_json") from exc
+    payload = load_json(body, what="callback", code="mpesa_callback")
     envelope = payload.get("Body") if isinstance(payload, dict) else None
     callback = envelope.get("stkCallback") if isinstance(envelope, dict) else None
     if not isinstance(callback, dict):
@@ -189,10 +186,7 @@ def parse_c2b_payload(body: bytes) -> C2BPayment:
     All values arrive as strings (``"5.00"``); an amount with cents is refused, since M-Pesa
     moves whole shillings and a fraction means the body is not what it claims to be.
     """
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidInput("the C2B body is not JSON", code="mpesa_c2b_not_json") from exc
+    payload = load_json(body, what="C2B", code="mpesa_c2b")
     if not isinstance(payload, dict):
         raise InvalidInput("the C2B body is not an object", code="mpesa_c2b_malformed")
     trans_id = _text(payload, "TransID", 64)
@@ -264,10 +258,7 @@ class AsyncResult:
 
 def parse_async_result(body: bytes) -> AsyncResult:
     """Parse a Transaction Status or Reversal result; ``InvalidInput`` without a ConversationID."""
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidInput("the result body is not JSON", code="mpesa_result_not_json") from exc
+    payload = load_json(body, what="result", code="mpesa_result")
     result = payload.get("Result") if isinstance(payload, dict) else None
     if not isinstance(result, dict):
         raise InvalidInput("the result has no Result object", code="mpesa_result_malformed")

@@ -34,10 +34,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -214,14 +214,6 @@ def _malformed(request: web.Request, detail: str, code: str = "callback_malforme
     return problem_response(status=400, code=code, title="Malformed callback", detail=detail, request=request)
 
 
-def _is_json(raw: bytes) -> bool:
-    try:
-        json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
-        return False
-    return True
-
-
 def _settle_stk(app: web.Application, event_id: uuid.UUID) -> None:
     app[callback_tasks_key].submit_tx(flows.settle_from_callback, event_id)
 
@@ -243,7 +235,90 @@ def _enquire_airtel(app: web.Application, event_id: uuid.UUID) -> None:
     app[callback_tasks_key].submit(work, event_id)
 
 
-# M-Pesa STK ------------------------------------------------------------------------------------
+def _stk_key(raw: bytes) -> str:
+    return parse_stk_callback(raw).checkout_request_id
+
+
+def _stk_fallback_key(raw: bytes) -> str:
+    # A success without receipt or amount still names its CheckoutRequestID: file it there.
+    try:
+        return parse_stk_callback(raw, strict=False).checkout_request_id
+    except InvalidInput:
+        return _malformed_key(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class _Callback:
+    """One kind of provider callback: how to key it in the inbox, who processes it, the answer."""
+
+    provider: Provider
+    kind: str
+    key: Callable[[bytes], str]  # raises InvalidInput; a "*_not_json" code means nothing is stored
+    processor: Processor | None
+    ack: dict[str, Any]
+    malformed_code: str
+    fallback_key: Callable[[bytes], str] = _malformed_key
+
+
+STK = _Callback(
+    Provider.MPESA,
+    flows.STK_CALLBACK_KIND,
+    _stk_key,
+    _settle_stk,
+    MPESA_ACK,
+    "mpesa_callback_malformed",
+    fallback_key=_stk_fallback_key,
+)
+C2B_CONFIRMATION = _Callback(
+    Provider.MPESA,
+    paybill.CONFIRMATION_KIND,
+    lambda raw: parse_c2b_payload(raw).trans_id,
+    _record_paybill,
+    C2B_CONFIRMATION_ACK,
+    "mpesa_c2b_malformed",
+)
+ORG_RESULT = _Callback(
+    Provider.MPESA,
+    reversals.RESULT_KIND,
+    lambda raw: parse_async_result(raw).conversation_id,
+    _apply_result,
+    MPESA_ACK,
+    "mpesa_result_malformed",
+)
+AIRTEL = _Callback(
+    Provider.AIRTEL,
+    flows.AIRTEL_CALLBACK_KIND,
+    lambda raw: parse_airtel_callback(raw).transaction_id,
+    _enquire_airtel,
+    AIRTEL_ACK,
+    "airtel_callback_malformed",
+)
+
+
+async def _receive(
+    request: web.Request, callback: _Callback, raw: bytes, *, note: dict[str, str] | None = None
+) -> web.Response:
+    """Parse once for the inbox key, store, acknowledge; a body that is not JSON stores nothing."""
+    error: str | None = None
+    try:
+        key = callback.key(raw)
+    except InvalidInput as exc:
+        if exc.code.endswith("_not_json"):
+            return _malformed(request, exc.detail, callback.malformed_code)
+        error, key = exc.detail, callback.fallback_key(raw)
+    await _inbox(
+        request,
+        provider=callback.provider,
+        kind=callback.kind,
+        raw=raw,
+        key=key,
+        error=error,
+        processor=callback.processor,
+        note=note,
+    )
+    if error is not None:
+        return _malformed(request, error, callback.malformed_code)
+    return web.json_response(callback.ack)
 
 
 @routes.post("/callbacks/mpesa/{secret}/stk")
@@ -251,33 +326,7 @@ async def mpesa_stk_callback(request: web.Request) -> web.Response:
     """Daraja's STK Push result. Answers ``{"ResultCode": 0, "ResultDesc": "Accepted"}``."""
     if (refused := _guard(request)) is not None:
         return refused
-    raw = await request.read()
-    if not _is_json(raw):
-        return _malformed(request, "the body is not JSON", "mpesa_callback_malformed")
-    error: str | None = None
-    try:
-        key = parse_stk_callback(raw).checkout_request_id
-    except InvalidInput as exc:
-        error = exc.detail
-        try:
-            key = parse_stk_callback(raw, strict=False).checkout_request_id
-        except InvalidInput:
-            key = _malformed_key(raw)
-    await _inbox(
-        request,
-        provider=Provider.MPESA,
-        kind=flows.STK_CALLBACK_KIND,
-        raw=raw,
-        key=key,
-        error=error,
-        processor=_settle_stk,
-    )
-    if error is not None:
-        return _malformed(request, error, "mpesa_callback_malformed")
-    return web.json_response(MPESA_ACK)
-
-
-# M-Pesa paybill (C2B) --------------------------------------------------------------------------
+    return await _receive(request, STK, await request.read())
 
 
 @routes.post("/callbacks/paybill/{secret}/validation")
@@ -286,20 +335,19 @@ async def paybill_validation(request: web.Request) -> web.Response:
     if (refused := _guard(request)) is not None:
         return refused
     raw = await request.read()
-    if not _is_json(raw):
-        return _malformed(request, "the body is not JSON", "mpesa_c2b_malformed")
     try:
         payment = parse_c2b_payload(raw)
     except InvalidInput as exc:
-        await _inbox(
-            request,
-            provider=Provider.MPESA,
-            kind=paybill.VALIDATION_KIND,
-            raw=raw,
-            key=_malformed_key(raw),
-            error=exc.detail,
-            processor=None,
-        )
+        if not exc.code.endswith("_not_json"):
+            await _inbox(
+                request,
+                provider=Provider.MPESA,
+                kind=paybill.VALIDATION_KIND,
+                raw=raw,
+                key=_malformed_key(raw),
+                error=exc.detail,
+                processor=None,
+            )
         return _malformed(request, exc.detail, "mpesa_c2b_malformed")
     async with request.app[read_sessionmaker_key]() as session:
         decision = await paybill.validate_paybill(session, payment)
@@ -320,29 +368,7 @@ async def paybill_confirmation(request: web.Request) -> web.Response:
     """A completed paybill payment: stored, acknowledged, then applied or held in suspense."""
     if (refused := _guard(request)) is not None:
         return refused
-    raw = await request.read()
-    if not _is_json(raw):
-        return _malformed(request, "the body is not JSON", "mpesa_c2b_malformed")
-    error: str | None = None
-    try:
-        key = parse_c2b_payload(raw).trans_id
-    except InvalidInput as exc:
-        error, key = exc.detail, _malformed_key(raw)
-    await _inbox(
-        request,
-        provider=Provider.MPESA,
-        kind=paybill.CONFIRMATION_KIND,
-        raw=raw,
-        key=key,
-        error=error,
-        processor=_record_paybill,
-    )
-    if error is not None:
-        return _malformed(request, error, "mpesa_c2b_malformed")
-    return web.json_response(C2B_CONFIRMATION_ACK)
-
-
-# M-Pesa Transaction Status and Reversal results ------------------------------------------------
+    return await _receive(request, C2B_CONFIRMATION, await request.read())
 
 
 @routes.post("/callbacks/mpesa/{secret}/result")
@@ -350,26 +376,7 @@ async def mpesa_result(request: web.Request) -> web.Response:
     """A Transaction Status or Reversal result (§8, §9)."""
     if (refused := _guard(request)) is not None:
         return refused
-    raw = await request.read()
-    if not _is_json(raw):
-        return _malformed(request, "the body is not JSON", "mpesa_result_malformed")
-    error: str | None = None
-    try:
-        key = parse_async_result(raw).conversation_id
-    except InvalidInput as exc:
-        error, key = exc.detail, _malformed_key(raw)
-    await _inbox(
-        request,
-        provider=Provider.MPESA,
-        kind=reversals.RESULT_KIND,
-        raw=raw,
-        key=key,
-        error=error,
-        processor=_apply_result,
-    )
-    if error is not None:
-        return _malformed(request, error, "mpesa_result_malformed")
-    return web.json_response(MPESA_ACK)
+    return await _receive(request, ORG_RESULT, await request.read())
 
 
 @routes.post("/callbacks/mpesa/{secret}/timeout")
@@ -386,42 +393,21 @@ async def mpesa_timeout(request: web.Request) -> web.Response:
     return web.json_response(MPESA_ACK)
 
 
-# Airtel ---------------------------------------------------------------------------------------
-
-
 @routes.post("/callbacks/airtel/{secret}")
 async def airtel_callback(request: web.Request) -> web.Response:
     """Airtel's payment callback: stored, answered 200, then an enquiry decides (§4.3)."""
     if (refused := _guard(request)) is not None:
         return refused
     raw = await request.read()
-    if not _is_json(raw):
-        return _malformed(request, "the body is not JSON", "airtel_callback_malformed")
-    error: str | None = None
-    try:
-        key = parse_airtel_callback(raw).transaction_id
-    except InvalidInput as exc:
-        error, key = exc.detail, _malformed_key(raw)
     payments = request.app[settings_key].payments
     matched = match_callback_hash(raw, payments.airtel_callback_hash_secret.get_secret_value())
     if matched is None:
         # Never fatal: the enquiry, not the hash, decides whether money moved.
         level = logging.ERROR if payments.airtel_hash_mode == "enforce" else logging.WARNING
-        log.log(level, "Airtel callback hash missing or not matching", extra={"event_key": key})
-    note = {"X-Somo-Hash": matched.value if matched is not None else "mismatch"}
-    await _inbox(
-        request,
-        provider=Provider.AIRTEL,
-        kind=flows.AIRTEL_CALLBACK_KIND,
-        raw=raw,
-        key=key,
-        error=error,
-        processor=_enquire_airtel,
-        note=note,
+        log.log(level, "Airtel callback hash missing or not matching", extra={"path": "/callbacks/airtel"})
+    return await _receive(
+        request, AIRTEL, raw, note={"X-Somo-Hash": matched.value if matched is not None else "mismatch"}
     )
-    if error is not None:
-        return _malformed(request, error, "airtel_callback_malformed")
-    return web.json_response(AIRTEL_ACK)
 
 
 async def callback_tasks_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -88,3 +88,48 @@ async def test_the_callback_secret_never_reaches_the_logs(
     # aiohttp's own access log is off in `somo serve` (access_log=None); ours is the request log.
     ours = [record for record in caplog.records if record.name.startswith("somo")]
     assert all(SECRET not in record.getMessage() + str(record.__dict__) for record in ours)
+
+
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [
+        ("/callbacks/mpesa/{s}/stk", "mpesa_callback_malformed"),
+        ("/callbacks/paybill/{s}/confirmation", "mpesa_c2b_malformed"),
+        ("/callbacks/paybill/{s}/validation", "mpesa_c2b_malformed"),
+        ("/callbacks/mpesa/{s}/result", "mpesa_result_malformed"),
+        ("/callbacks/airtel/{s}", "airtel_callback_malformed"),
+    ],
+)
+async def test_a_body_that_is_not_json_stores_nothing_and_json_of_the_wrong_shape_is_kept_as_failed(
+    database_url: str, aiohttp_client: AiohttpClient, path: str, code: str
+) -> None:
+    client = await _client(database_url, aiohttp_client, "off", [])
+    response = await client.post(path.format(s=SECRET), data=b"<xml>not json</xml>")
+    assert response.status == 400 and (await response.json())["code"] == code
+    assert await _stored(client) == 0
+    response = await client.post(path.format(s=SECRET), json={"unexpected": True})
+    assert response.status == 400 and (await response.json())["code"] == code
+    await client.app[callback_tasks_key].drain()
+    async with client.app[sessionmaker_key]() as session:
+        [event] = (await session.scalars(sa.select(WebhookEvent))).all()
+    assert event.status.value == "failed" and event.event_key.startswith("malformed:") and event.error
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/callbacks/mpesa/{s}/stk",
+        "/callbacks/paybill/{s}/confirmation",
+        "/callbacks/paybill/{s}/validation",
+        "/callbacks/mpesa/{s}/result",
+        "/callbacks/mpesa/{s}/timeout",
+        "/callbacks/airtel/{s}",
+    ],
+)
+async def test_json_nested_too_deep_to_decode_is_a_400_not_a_500(
+    database_url: str, aiohttp_client: AiohttpClient, path: str
+) -> None:
+    client = await _client(database_url, aiohttp_client, "off", [])
+    response = await client.post(path.format(s=SECRET), data=b"[" * 100_000 + b"]" * 100_000)
+    # The timeout endpoint keeps any body for a person to read; every other one refuses it.
+    assert response.status == (200 if path.endswith("timeout") else 400)
