@@ -18,34 +18,26 @@ from datetime import timedelta
 from aiohttp import web
 
 from lms_domain.payments import flows
-from lms_domain.payments.ports import PaymentGatewayError
+from lms_domain.payments.models import IntentStatus
 from server.keys import clock_key, gateways_key, poller_task_key, sessionmaker_key, settings_key
 
 log = logging.getLogger("somo.payments.poller")
 
 
 async def poll_once(app: web.Application) -> dict[str, int]:
-    """One pass over silent intents; counts of what was asked and what it settled or failed."""
-    sessions, clock, gateways = app[sessionmaker_key], app[clock_key], app[gateways_key]
-    older_than = timedelta(seconds=app[settings_key].payments.poll_after_s)
-    async with sessions() as session, session.begin():
-        stk = await flows.reconcile_pending(session, gateways.default_daraja, clock, older_than)
-    async with sessions() as session:
-        airtel_ids = await flows.pending_airtel_intents(session, clock, older_than)
-    airtel: dict[str, str] = {}
-    for intent_id in airtel_ids:
-        try:
-            status = await flows.enquire_airtel(sessions=sessions, intent_id=intent_id, gateways=gateways, clock=clock)
-            airtel[str(intent_id)] = status.value
-        except PaymentGatewayError as exc:
-            log.warning("Airtel enquiry for intent %s failed: %s", intent_id, exc.detail)
+    """One pass over silent intents: how many were asked about, and how many that settled."""
+    results = await flows.poll_silent_intents(
+        sessions=app[sessionmaker_key],
+        gateways=app[gateways_key],
+        clock=app[clock_key],
+        older_than=timedelta(seconds=app[settings_key].payments.poll_after_s),
+    )
     summary = {
-        "stk_queried": len(stk),
-        "airtel_enquired": len(airtel_ids),
-        "settled": sum(1 for s in [*stk.values()] if s.value == "succeeded")
-        + sum(1 for s in airtel.values() if s == "succeeded"),
+        "asked": len(results),
+        "settled": sum(status is IntentStatus.SUCCEEDED for status in results.values()),
+        "failed": sum(status is IntentStatus.FAILED for status in results.values()),
     }
-    if stk or airtel_ids:
+    if results:
         log.info("payment poll", extra=summary)
     return summary
 

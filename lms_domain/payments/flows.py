@@ -55,6 +55,7 @@ from lms_domain.payments.ports import (
     MpesaGateway,
     PaymentGatewayError,
     StkPushRequest,
+    StkQueryResult,
     StkStatus,
 )
 from lms_domain.payments.renewals import record_renewal_failure, renewal_for_intent
@@ -465,14 +466,10 @@ async def process_waiting_events(session: AsyncSession, checkout_request_id: str
 # Polling -----------------------------------------------------------------------------------
 
 
-async def apply_query_result(
-    session: AsyncSession, intent_id: uuid.UUID, gateway: MpesaGateway, clock: Clock
+async def apply_stk_answer(
+    session: AsyncSession, intent_id: uuid.UUID, answer: StkQueryResult, clock: Clock
 ) -> IntentStatus:
-    """Ask STK Query about one intent and apply the answer; the intent's status afterwards."""
-    intent = await session.get(PaymentIntent, intent_id)
-    if intent is None or intent.provider_request_id is None:
-        raise NotFound("payment intent with a CheckoutRequestID not found")
-    answer = await gateway.stk_query(intent.provider_request_id)
+    """Apply what STK Query said about one intent; the intent's status afterwards."""
     intent = await locked_intent(session, intent_id)
     if answer.status is StkStatus.SUCCEEDED:
         # Query carries no receipt number: the CheckoutRequestID stands in until a callback
@@ -505,55 +502,91 @@ async def apply_query_result(
     return intent.status
 
 
-async def reconcile_pending(
-    session: AsyncSession, gateway: MpesaGateway, clock: Clock, older_than: timedelta
-) -> dict[uuid.UUID, IntentStatus]:
-    """STK Query every M-Pesa intent left pending (or unknown) longer than ``older_than``, and
-    every failed one whose inbox holds a later success; settle or fail them by the answer.
+async def apply_query_result(
+    session: AsyncSession, intent_id: uuid.UUID, gateway: MpesaGateway, clock: Clock
+) -> IntentStatus:
+    """Ask STK Query about one intent and apply the answer, in the caller's transaction."""
+    intent = await session.get(PaymentIntent, intent_id)
+    if intent is None or intent.provider_request_id is None:
+        raise NotFound("payment intent with a CheckoutRequestID not found")
+    return await apply_stk_answer(session, intent_id, await gateway.stk_query(intent.provider_request_id), clock)
 
-    Inbox rows still waiting for their intent are retried first. Returns each queried intent's
-    status afterwards; an intent the provider still calls pending stays pending.
+
+async def query_intent(
+    *, sessions: async_sessionmaker[AsyncSession], intent_id: uuid.UUID, gateways: Gateways, clock: Clock
+) -> IntentStatus:
+    """Ask the intent's provider about it (STK Query, or an Airtel enquiry) through its school's
+    gateway, and apply the answer; no transaction is held while the provider answers."""
+    async with sessions() as session:
+        intent = await session.get(PaymentIntent, intent_id)
+        if intent is None or intent.provider_request_id is None:
+            raise NotFound("payment intent with a provider request id not found")
+        provider, request_id = intent.provider, intent.provider_request_id
+        if provider is Provider.AIRTEL:
+            airtel = await gateways.airtel_for(session, intent.institution_id)
+        else:
+            mpesa = await gateways.mpesa_for(session, intent.institution_id)
+    if provider is Provider.AIRTEL:
+        enquiry = await airtel.enquire(request_id)
+        async with sessions() as session, session.begin():
+            return await apply_airtel_enquiry(session, intent_id, enquiry, clock)
+    answer = await mpesa.stk_query(request_id)
+    async with sessions() as session, session.begin():
+        return await apply_stk_answer(session, intent_id, answer, clock)
+
+
+async def poll_silent_intents(
+    *, sessions: async_sessionmaker[AsyncSession], gateways: Gateways, clock: Clock, older_than: timedelta
+) -> dict[uuid.UUID, IntentStatus]:
+    """Ask about every intent the provider has not answered for ``older_than`` (pending or
+    unknown), and every failed M-Pesa one whose inbox holds a later success; settle or fail them.
+
+    Inbox rows still waiting for their intent are retried first. Returns each asked intent's
+    status afterwards; one the provider still calls pending stays pending.
     """
     cutoff = clock.now() - older_than
-    waiting = await session.scalars(
-        sa.select(WebhookEvent.event_key).where(
-            WebhookEvent.provider == Provider.MPESA,
-            WebhookEvent.kind == STK_CALLBACK_KIND,
-            WebhookEvent.status == WebhookStatus.RECEIVED,
+    async with sessions() as session, session.begin():
+        waiting = await session.scalars(
+            sa.select(WebhookEvent.event_key).where(
+                WebhookEvent.provider == Provider.MPESA,
+                WebhookEvent.kind == STK_CALLBACK_KIND,
+                WebhookEvent.status == WebhookStatus.RECEIVED,
+            )
         )
-    )
-    for key in sorted(set(waiting)):
-        await process_waiting_events(session, key, clock)
+        for key in sorted(set(waiting)):
+            await process_waiting_events(session, key, clock)
     contested = sa.select(WebhookEvent.event_key).where(
         WebhookEvent.provider == Provider.MPESA, WebhookEvent.error == AWAITING_QUERY
     )
-    candidates: Sequence[uuid.UUID] = list(
-        await session.scalars(
-            sa.select(PaymentIntent.id)
-            .where(
-                PaymentIntent.provider == Provider.MPESA,
-                PaymentIntent.provider_request_id.is_not(None),
-                sa.or_(
-                    sa.and_(
-                        PaymentIntent.status.in_([IntentStatus.PENDING, IntentStatus.UNKNOWN]),
-                        sa.func.coalesce(PaymentIntent.requested_at, PaymentIntent.created_at) <= cutoff,
+    async with sessions() as session:
+        candidates: Sequence[uuid.UUID] = list(
+            await session.scalars(
+                sa.select(PaymentIntent.id)
+                .where(
+                    PaymentIntent.provider_request_id.is_not(None),
+                    sa.or_(
+                        sa.and_(
+                            PaymentIntent.status.in_([IntentStatus.PENDING, IntentStatus.UNKNOWN]),
+                            sa.func.coalesce(PaymentIntent.requested_at, PaymentIntent.created_at) <= cutoff,
+                        ),
+                        sa.and_(
+                            PaymentIntent.provider == Provider.MPESA,
+                            PaymentIntent.status == IntentStatus.FAILED,
+                            PaymentIntent.provider_request_id.in_(contested),
+                        ),
                     ),
-                    sa.and_(
-                        PaymentIntent.status == IntentStatus.FAILED,
-                        PaymentIntent.provider_request_id.in_(contested),
-                    ),
-                ),
+                )
+                .order_by(PaymentIntent.created_at, PaymentIntent.id)
             )
-            .order_by(PaymentIntent.created_at, PaymentIntent.id)
         )
-    )
     results: dict[uuid.UUID, IntentStatus] = {}
     for intent_id in candidates:
         try:
-            async with session.begin_nested():
-                results[intent_id] = await apply_query_result(session, intent_id, gateway, clock)
+            results[intent_id] = await query_intent(
+                sessions=sessions, intent_id=intent_id, gateways=gateways, clock=clock
+            )
         except PaymentGatewayError as exc:
-            log.warning("STK Query for intent %s failed: %s", intent_id, exc.detail)
+            log.warning("asking the provider about intent %s failed: %s", intent_id, exc.detail)
     return results
 
 
@@ -591,23 +624,6 @@ async def apply_airtel_enquiry(
     return intent.status
 
 
-async def enquire_airtel(
-    *, sessions: async_sessionmaker[AsyncSession], intent_id: uuid.UUID, gateways: Gateways, clock: Clock
-) -> IntentStatus:
-    """Ask Airtel about one intent and apply the answer; no transaction is held across the call."""
-    async with sessions() as session:
-        intent = await session.get(PaymentIntent, intent_id)
-        if intent is None or intent.provider is not Provider.AIRTEL or intent.provider_request_id is None:
-            raise NotFound("Airtel payment intent not found")
-        gateway = await gateways.airtel_for(session, intent.institution_id)
-        transaction_id, status = intent.provider_request_id, intent.status
-    if status in (IntentStatus.SUCCEEDED, IntentStatus.CANCELLED, IntentStatus.EXPIRED):
-        return status
-    result = await gateway.enquire(transaction_id)
-    async with sessions() as session, session.begin():
-        return await apply_airtel_enquiry(session, intent_id, result, clock)
-
-
 async def process_airtel_callback(
     *, sessions: async_sessionmaker[AsyncSession], event_id: uuid.UUID, gateways: Gateways, clock: Clock
 ) -> WebhookEvent:
@@ -626,36 +642,16 @@ async def process_airtel_callback(
     outcome, note = WebhookStatus.IGNORED, "not one of our transactions"
     if intent_id is not None:
         try:
-            status = await enquire_airtel(sessions=sessions, intent_id=intent_id, gateways=gateways, clock=clock)
+            status = await query_intent(sessions=sessions, intent_id=intent_id, gateways=gateways, clock=clock)
             outcome, note = WebhookStatus.PROCESSED, f"enquiry: intent {status.value}"
         except Conflict as exc:
             outcome, note = WebhookStatus.IGNORED, f"anomaly: {exc.detail}"
     async with sessions() as session, session.begin():
-        event = await lock(session, WebhookEvent, event_id)
-        assert event is not None
-        if event.status is WebhookStatus.RECEIVED:
-            event.attempts += 1
+        claimed = await inbox.claim(session, event_id)
+        if claimed is not None:
             if intent_id is not None:
-                event.institution_id = await session.scalar(
+                claimed.institution_id = await session.scalar(
                     sa.select(PaymentIntent.institution_id).where(PaymentIntent.id == intent_id)
                 )
-            inbox.finish(event, outcome, clock, None if outcome is WebhookStatus.PROCESSED else note)
-            if outcome is WebhookStatus.PROCESSED:
-                event.error = note
-        return event
-
-
-async def pending_airtel_intents(session: AsyncSession, clock: Clock, older_than: timedelta) -> list[uuid.UUID]:
-    """Airtel intents still pending (or unknown) longer than ``older_than``: enquire about them."""
-    cutoff = clock.now() - older_than
-    return list(
-        await session.scalars(
-            sa.select(PaymentIntent.id)
-            .where(
-                PaymentIntent.provider == Provider.AIRTEL,
-                PaymentIntent.status.in_([IntentStatus.PENDING, IntentStatus.UNKNOWN]),
-                sa.func.coalesce(PaymentIntent.requested_at, PaymentIntent.created_at) <= cutoff,
-            )
-            .order_by(PaymentIntent.created_at, PaymentIntent.id)
-        )
-    )
+            inbox.finish(claimed, outcome, clock, note)
+        return claimed or event

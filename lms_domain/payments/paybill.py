@@ -20,6 +20,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -216,16 +217,33 @@ async def record_confirmation(session: AsyncSession, event_id: uuid.UUID, clock:
 # Suspense ------------------------------------------------------------------------------------
 
 
+_Select = TypeVar("_Select", bound="sa.Select[Any]")
+
+
+def _suspense_postings_of(payment_id: Any, intent_id: Any) -> sa.ColumnElement[bool]:
+    """Postings to suspense made for a payment: by a paybill entry (keyed on the payment) or by
+    the settlement of the intent it came from."""
+    return sa.and_(
+        LedgerAccount.code == SUSPENSE,
+        sa.or_(
+            sa.and_(JournalEntry.source_type == LEDGER_SOURCE, JournalEntry.source_id == payment_id),
+            sa.and_(JournalEntry.source_type == "payment_intent", JournalEntry.source_id == intent_id),
+        ),
+    )
+
+
+def _suspense_joins(stmt: _Select) -> _Select:
+    return stmt.join(JournalEntry, JournalEntry.id == Posting.entry_id).join(
+        LedgerAccount, LedgerAccount.id == Posting.account_id
+    )
+
+
 async def suspense_balance(session: AsyncSession, payment: Payment) -> int:
     """What of ``payment`` still sits in suspense (a positive number of minor units)."""
-    keys = [sa.and_(JournalEntry.source_type == LEDGER_SOURCE, JournalEntry.source_id == payment.id)]
-    if payment.intent_id is not None:
-        keys.append(sa.and_(JournalEntry.source_type == "payment_intent", JournalEntry.source_id == payment.intent_id))
     total = await session.scalar(
-        sa.select(sa.func.coalesce(sa.func.sum(Posting.amount_minor), 0))
-        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
-        .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
-        .where(LedgerAccount.code == SUSPENSE, sa.or_(*keys))
+        _suspense_joins(sa.select(sa.func.coalesce(sa.func.sum(Posting.amount_minor), 0)).select_from(Posting)).where(
+            _suspense_postings_of(payment.id, payment.intent_id)
+        )
     )
     return -int(total or 0)
 
@@ -241,47 +259,39 @@ async def list_suspense(session: AsyncSession, actor: Actor, *, limit: int = 100
     """Payments of the actor's institution still (partly) in suspense, newest first, each with
     the learners whose account number is one typo from what the payer typed."""
     actor.require_admin()
-    held = (
-        sa.select(
-            JournalEntry.source_id.label("source_id"),
-            sa.func.sum(Posting.amount_minor).label("held"),
-        )
-        .join(Posting, Posting.entry_id == JournalEntry.id)
-        .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
-        .where(LedgerAccount.code == SUSPENSE)
-        .group_by(JournalEntry.source_id)
-        .subquery()
-    )
+    held: Any = -sa.func.sum(Posting.amount_minor)
     stmt = (
-        sa.select(Payment, held.c.held)
-        .join(held, sa.or_(held.c.source_id == Payment.id, held.c.source_id == Payment.intent_id))
-        .where(held.c.held != 0)
+        _suspense_joins(sa.select(Payment, held).select_from(Posting))
+        .join(Payment, _suspense_postings_of(Payment.id, Payment.intent_id))
+        .group_by(Payment.id)
+        .having(held > 0)
         .order_by(Payment.paid_at.desc(), Payment.id.desc())
         .limit(limit)
     )
-    stmt = tenant_filter(stmt, Payment.institution_id, actor)
-    rows = (await session.execute(stmt)).all()
-    by_payment: dict[uuid.UUID, tuple[Payment, int]] = {}
-    for payment, amount in rows:
-        _, so_far = by_payment.get(payment.id, (payment, 0))
-        by_payment[payment.id] = (payment, so_far - int(amount))
-    items = []
-    for payment, held_minor in by_payment.values():
-        if held_minor <= 0:
-            continue
-        candidates: Sequence[Learner] = []
-        if payment.learner_id is None and payment.account_reference:
-            numbers = near_misses(account_digits(payment.account_reference))
-            if numbers:
-                candidates = (
-                    await session.scalars(
-                        sa.select(Learner)
-                        .where(Learner.account_no.in_(numbers), Learner.institution_id == payment.institution_id)
-                        .order_by(Learner.account_no)
-                    )
-                ).all()
-        items.append(SuspenseItem(payment=payment, held_minor=held_minor, candidates=candidates))
-    return items
+    rows = (await session.execute(tenant_filter(stmt, Payment.institution_id, actor))).all()
+    # One lookup for every payment's candidates: the numbers one typo from what was typed.
+    wanted = {
+        payment.id: near_misses(account_digits(payment.account_reference))
+        for payment, _ in rows
+        if payment.learner_id is None and payment.account_reference
+    }
+    numbers = {number for near in wanted.values() for number in near}
+    by_number: dict[tuple[uuid.UUID, str], Learner] = {}
+    if numbers:
+        found = await session.scalars(sa.select(Learner).where(Learner.account_no.in_(numbers)))
+        by_number = {(learner.institution_id, learner.account_no): learner for learner in found}
+    return [
+        SuspenseItem(
+            payment=payment,
+            held_minor=int(held_minor),
+            candidates=[
+                by_number[(payment.institution_id, number)]
+                for number in wanted.get(payment.id, [])
+                if (payment.institution_id, number) in by_number
+            ],
+        )
+        for payment, held_minor in rows
+    ]
 
 
 async def match_suspense(

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from lms_domain.access import Actor, ensure_learners_row
 from lms_domain.clock import Clock
 from lms_domain.commerce.models import Price
 from lms_domain.db import lock
@@ -81,6 +82,7 @@ async def _latest_attempt(
 async def _prepare(
     session: AsyncSession,
     *,
+    actor: Actor | None,
     subscription_id: uuid.UUID,
     period_start: datetime | None,
     msisdn: str | None,
@@ -88,6 +90,8 @@ async def _prepare(
     clock: Clock,
 ) -> RenewalApproval:
     subscription = await lock(session, Subscription, subscription_id)
+    if actor is not None:
+        ensure_learners_row(subscription, actor, what="subscription")
     if subscription is None:
         raise NotFound("subscription not found")
     if subscription.status not in _RENEWABLE:
@@ -153,6 +157,7 @@ async def approve_renewal(
     *,
     sessions: async_sessionmaker[AsyncSession],
     subscription_id: uuid.UUID,
+    actor: Actor | None = None,
     period_start: datetime | None = None,
     msisdn: str | None = None,
     network: Network | None = None,
@@ -160,7 +165,9 @@ async def approve_renewal(
     clock: Clock,
 ) -> RenewalApproval:
     """The learner approved renewing ``subscription_id`` for the period starting ``period_start``
-    (default: the next one). Fires exactly one STK Push or Airtel collection per approval.
+    (default: the next one). With ``actor`` (a REST caller), the subscription must be theirs to
+    see: their own, or their school's for staff; system callers (USSD by phone, dunning) pass
+    none. Fires exactly one STK Push or Airtel collection per approval.
 
     ``pushed`` is False when an earlier approval of the same period is still open or paid.
     A provider error marks the attempt failed and propagates (with its failure class).
@@ -171,6 +178,7 @@ async def approve_renewal(
     async with sessions() as session, session.begin():
         approval = await _prepare(
             session,
+            actor=actor,
             subscription_id=subscription_id,
             period_start=period_start,
             msisdn=msisdn,

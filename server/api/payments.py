@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from lms_domain.access import ensure_learners_row
 from lms_domain.commerce.schemas import RefundOut
 from lms_domain.errors import InvalidInput, NotFound
 from lms_domain.ledger.accounts import CHART, as_reported
@@ -23,7 +22,6 @@ from lms_domain.payments.schemas import (
     SuspensePage,
     SuspensePaymentOut,
 )
-from lms_domain.subscriptions.models import Subscription
 from lms_domain.tenancy.models import Role
 from server.api.registry import Api, Call
 from server.keys import gateways_key, sessionmaker_key
@@ -82,18 +80,7 @@ async def match_suspense(call: Call[SuspenseMatch, Any]) -> PaymentOut:
             order_id=call.body.order_id,
             clock=call.clock,
         )
-        return PaymentOut(
-            id=payment.id,
-            institution_id=payment.institution_id,
-            learner_id=payment.learner_id,
-            provider=payment.provider.value,
-            provider_receipt=payment.provider_receipt,
-            amount_minor=payment.amount_minor,
-            currency=payment.currency,
-            status=payment.status.value,
-            account_reference=payment.account_reference,
-            paid_at=payment.paid_at,
-        )
+        return PaymentOut.model_validate(payment)
 
 
 @api.post(
@@ -131,15 +118,10 @@ async def send_refund(call: Call[Any, Any]) -> RefundOut:
 )
 async def approve_renewal(call: Call[RenewalRequest, Any]) -> RenewalOut:
     """The learner (or staff on their behalf) approves: one M-Pesa or Airtel prompt per period."""
-    subscription_id = call.path_uuid("subscription_id")
-    async with call.read() as session:
-        subscription = await session.get(Subscription, subscription_id)
-        ensure_learners_row(subscription, call.actor, what="subscription")
-    if subscription is None:  # pragma: no cover - ensure_learners_row raised
-        raise NotFound("subscription not found")
     approval = await renewals.approve_renewal(
         sessions=call.app[sessionmaker_key],
-        subscription_id=subscription_id,
+        actor=call.actor,
+        subscription_id=call.path_uuid("subscription_id"),
         period_start=call.body.period_start,
         msisdn=call.body.phone,
         gateways=call.app[gateways_key],

@@ -576,6 +576,9 @@ async def test_the_other_school_sees_nothing_and_changes_nothing(world: World) -
             ("/refunds", {"payment_id": payment_id, "amount_minor": 100}, 404),
             (f"/refunds/{refund['id']}/approve", None, admin_only),
             (f"/refunds/{refund['id']}/reject", {}, admin_only),
+            (f"/refunds/{refund['id']}/send", None, admin_only),
+            (f"/payments/{payment_id}/match", {"learner_id": str(world.b.learner.id)}, admin_only),
+            (f"/subscriptions/{subscription_id}/renew", {}, 404),
         ]
         for path, body, expected in posts:
             if role != "learner" and path == "/orders" and body and "learner_id" not in body:

@@ -252,17 +252,16 @@ async def test_a_lost_callback_is_settled_by_stk_query(shop: Shop) -> None:
     assert shop.deliveries(intent["checkout_request_id"]) == 0
     assert (await shop.intent(intent["id"])).status is IntentStatus.PENDING
 
-    gateway = shop.app[gateways_key].default_daraja
-    async with shop.makers() as session, session.begin():
-        # Not pending long enough yet: nothing is asked.
-        assert await flows.reconcile_pending(session, gateway, shop.clock, timedelta(minutes=1)) == {}
+    async def poll() -> dict[uuid.UUID, IntentStatus]:
+        return await flows.poll_silent_intents(
+            sessions=shop.makers, gateways=shop.app[gateways_key], clock=shop.clock, older_than=timedelta(minutes=1)
+        )
+
+    assert await poll() == {}  # not pending long enough yet: nothing is asked
     shop.clock.advance(timedelta(minutes=2))
-    async with shop.makers() as session, session.begin():
-        results = await flows.reconcile_pending(session, gateway, shop.clock, timedelta(minutes=1))
-    assert results == {uuid.UUID(intent["id"]): IntentStatus.SUCCEEDED}
+    assert await poll() == {uuid.UUID(intent["id"]): IntentStatus.SUCCEEDED}
     assert await shop.count(Payment) == 1 and await shop.count(Receipt) == 1
-    async with shop.makers() as session, session.begin():
-        assert await flows.reconcile_pending(session, gateway, shop.clock, timedelta(minutes=1)) == {}
+    assert await poll() == {}
     assert await shop.count(Payment) == 1
 
 
