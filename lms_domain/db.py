@@ -14,6 +14,8 @@ from typing import Any, ClassVar, Literal, TypeVar, cast
 import sqlalchemy as sa
 import sqlalchemy.exc
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -240,3 +242,15 @@ def make_sessionmaker(
         expire_on_commit=False,
         info={"somo.sync": sync_context, READ_ONLY_OPTION: True},
     )
+
+
+async def insert_once(
+    session: AsyncSession, model: type[Any], values: dict[str, Any], *, unique: list[str]
+) -> uuid.UUID | None:
+    """Insert a row unless one with the same ``unique`` columns exists; the new row's id, or
+    None for a duplicate. ON CONFLICT DO NOTHING rather than a savepoint, so a retried
+    callback racing its first delivery never fails either request."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=unique).returning(model.id)
+    inserted: uuid.UUID | None = await session.scalar(stmt)
+    return inserted

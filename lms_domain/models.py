@@ -17,6 +17,7 @@ from lms_domain.courses.models import (
 from lms_domain.db import Base
 from lms_domain.entitlements.models import Entitlement
 from lms_domain.ledger.models import JournalEntry, LedgerAccount, Posting
+from lms_domain.messaging.models import InboundSms, SmsDeliveryReport, UssdSessionEvent
 from lms_domain.notifications.models import NotificationLog, NotificationPreference, NotificationTemplate
 from lms_domain.payments.models import Payment, PaymentIntent, PaymentMethod, ProviderAccount, WebhookEvent
 from lms_domain.platform.models import AuditLog, EdgeNode, IdempotencyKey, RefreshToken
@@ -44,6 +45,7 @@ __all__ = [
     "Enrollment",
     "Entitlement",
     "IdempotencyKey",
+    "InboundSms",
     "Institution",
     "Invoice",
     "JournalEntry",
@@ -73,6 +75,7 @@ __all__ = [
     "RefreshToken",
     "Refund",
     "Section",
+    "SmsDeliveryReport",
     "Subscription",
     "SubscriptionItem",
     "SubscriptionRenewalAttempt",
@@ -80,5 +83,6 @@ __all__ = [
     "SyncCounter",
     "Tag",
     "User",
+    "UssdSessionEvent",
     "WebhookEvent",
 ]

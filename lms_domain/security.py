@@ -44,5 +44,5 @@ def check_password_strength(password: str) -> None:
 
 
 def check_pin_format(pin: str) -> None:
-    if len(pin) != 4 or not pin.isdigit():
+    if len(pin) != 4 or not (pin.isascii() and pin.isdigit()):
         raise InvalidInput("a PIN is exactly 4 digits", code="invalid_pin_format")

@@ -12,13 +12,14 @@ from server.api.docs import add_docs_routes
 from server.api.openapi import build_openapi
 from server.api.registry import register
 from server.auth.verified import VerifiedTokens
-from server.contexts import database_ctx, gateways_ctx, kv_ctx
+from server.contexts import database_ctx, gateways_ctx, kv_ctx, phone_channels_ctx
 from server.keys import (
     buckets_key,
     certificate_renderer_key,
     clock_key,
     hasher_key,
     openapi_key,
+    phone_channels_key,
     settings_key,
     verified_tokens_key,
 )
@@ -27,6 +28,7 @@ from server.pdf.certificate import FpdfCertificateRenderer
 from server.poller import poller_ctx
 from server.ratelimit import rate_limit_middleware
 from server.settings import Settings
+from ussd.http import phone_routes
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
 API_VERSION = "1.0.0"
@@ -60,10 +62,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None, hasher: Hasher
     app.cleanup_ctx.append(kv_ctx)
     app.cleanup_ctx.append(gateways_ctx)
     app.cleanup_ctx.append(poller_ctx)
+    app.cleanup_ctx.append(phone_channels_ctx)
     # Last, so it is cleaned up first: callback settlement drains while the database is open.
     app.cleanup_ctx.append(callbacks.callback_tasks_ctx)
     app.add_routes(health.routes)
     app.add_routes(callbacks.routes)
+    app.add_routes(phone_routes(lambda request: request.app[phone_channels_key]))
     apis = all_apis()
     register(app, apis, prefix=PREFIX)
     # A relative server URL: the docs page then calls whichever host served it (a school's

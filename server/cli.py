@@ -51,10 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("--institution", metavar="CODE", help="make an institution admin of this school instead")
     admin.add_argument("--full-name", default="")
 
-    simulate = sub.add_parser("simulate", help="run the provider simulators (M-Pesa Daraja, Airtel Money) on loopback")
+    simulate = sub.add_parser(
+        "simulate",
+        help="run the provider simulators (M-Pesa Daraja, Airtel Money, Africa's Talking SMS) on loopback",
+    )
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, help="default: the port of SOMO_PAYMENTS__SIMULATOR_URL")
     simulate.add_argument("--seed", type=int, default=0, help="outcomes and faults are deterministic per seed")
+    simulate.add_argument(
+        "--sms-duplicate-reports",
+        type=float,
+        default=0.0,
+        metavar="CHANCE",
+        help="chance (0-1) that each SMS delivery report and inbound SMS is posted twice (default: 0)",
+    )
 
     register = sub.add_parser(
         "register-c2b", help="register every active paybill's C2B confirmation and validation URLs with Daraja"
@@ -258,11 +268,14 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> None:
     from yarl import URL
 
     from server.logs import configure_logging
+    from server.simulators.africastalking import AtSimConfig, add_at_routes
     from server.simulators.airtel import AirtelSimConfig, add_airtel_routes
     from server.simulators.daraja import SANDBOX_SHORTCODE, DarajaSimConfig, create_daraja_app
 
     if settings.environment == "production":
         raise CliError("refusing to run the provider simulators with SOMO_ENVIRONMENT=production", EXIT_USAGE)
+    if not 0.0 <= args.sms_duplicate_reports <= 1.0:
+        raise CliError("--sms-duplicate-reports is a chance between 0 and 1", EXIT_USAGE)
     configure_logging(settings.log_level, json_output=settings.log_json)
     payments = settings.payments
     port = args.port if args.port is not None else URL(payments.simulator_url).port or 8090
@@ -287,6 +300,23 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> None:
             seed=args.seed,
         ),
     )
+    # AT's callback URLs are dashboard settings too; a server that is down or answers non-2xx is
+    # logged and recorded by the simulator (GET /sim/at/deliveries), never fatal.
+    notifications = settings.notifications
+    add_at_routes(
+        app,
+        AtSimConfig(
+            username=notifications.at_username,
+            api_key=notifications.at_api_key.get_secret_value(),
+            sender_ids=tuple(sender for sender in (notifications.sms_sender_id, notifications.sms_shortcode) if sender),
+            delivery_report_url=f"{public}/sms/africastalking/delivery",
+            inbound_url=f"{public}/sms/africastalking/inbound",
+            duplicate_reports=args.sms_duplicate_reports,
+            duplicate_inbound=args.sms_duplicate_reports,
+            shortcode=notifications.sms_shortcode,
+            seed=args.seed,
+        ),
+    )
     log = logging.getLogger("somo.simulate")
     web.run_app(
         app,
@@ -294,7 +324,8 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> None:
         port=port,
         access_log=None,
         print=lambda _banner: log.info(
-            "provider simulators (Daraja, Airtel) listening", extra={"url": f"http://{args.host}:{port}"}
+            "provider simulators (Daraja, Airtel, Africa's Talking) listening",
+            extra={"url": f"http://{args.host}:{port}"},
         ),
     )
 

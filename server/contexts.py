@@ -17,7 +17,9 @@ from server.keys import (
     clock_key,
     engine_key,
     gateways_key,
+    hasher_key,
     kv_key,
+    phone_channels_key,
     read_sessionmaker_key,
     sessionmaker_key,
     settings_key,
@@ -26,6 +28,11 @@ from server.keys import (
 from server.kv import KeyValueStore, MemoryStore, RedisStore
 from server.providers.gateways import ProviderGateways
 from server.ratelimit import Buckets, MemoryBuckets, RedisBuckets
+from ussd.background import Background
+from ussd.engine import UssdService
+from ussd.http import PhoneChannels
+from ussd.screens import Deps, QuizCache
+from ussd.sms import SmsCommands
 
 log = logging.getLogger("somo.server")
 
@@ -72,3 +79,41 @@ async def gateways_ctx(app: web.Application) -> AsyncIterator[None]:
     async with aiohttp.ClientSession() as http:
         app[gateways_key] = ProviderGateways(app[settings_key], http, app[clock_key])
         yield
+
+
+async def phone_channels_ctx(app: web.Application) -> AsyncIterator[None]:
+    """USSD and SMS over Africa's Talking. After the database, store and gateways (it uses
+    them); closed before them, so a renewal prompt started after a closing screen finishes."""
+    from server.providers.sms import AfricasTalkingSms
+
+    settings = app[settings_key]
+    background = Background()
+    deps = Deps(
+        sessions=app[sessionmaker_key],
+        read_sessions=app[read_sessionmaker_key],
+        store=app[kv_key],
+        clock=app[clock_key],
+        hasher=app[hasher_key],
+        gateways=app[gateways_key],
+        spawn=background.spawn,
+        quizzes=QuizCache(app[read_sessionmaker_key], ttl_s=settings.ussd.quiz_cache_ttl_s),
+        service_code=settings.ussd.service_code,
+        sms_shortcode=settings.notifications.sms_shortcode,
+        resume_ttl_s=settings.ussd.resume_ttl_s,
+    )
+    sms = SmsCommands(
+        sessions=app[sessionmaker_key],
+        clock=app[clock_key],
+        gateways=app[gateways_key],
+        sender=AfricasTalkingSms.from_settings(settings),
+        service_code=settings.ussd.service_code,
+    )
+    app[phone_channels_key] = PhoneChannels(
+        ussd=UssdService(deps, session_ttl_s=settings.ussd.session_ttl_s, deadline_s=settings.ussd.deadline_s),
+        sms=sms,
+        sessions=app[sessionmaker_key],
+        clock=app[clock_key],
+        background=background,
+    )
+    yield
+    await background.close()

@@ -18,6 +18,7 @@ from server.kv import KeyValueStore
 from server.providers.gateways import ProviderGateways
 from server.ratelimit import Buckets
 from server.settings import Settings
+from ussd.http import PhoneChannels
 
 settings_key = web.AppKey("settings", Settings)
 clock_key = web.AppKey("clock", Clock)
@@ -33,6 +34,8 @@ gateways_key = web.AppKey("gateways", ProviderGateways)
 # Callback processing that outlives its request: drained before the database closes.
 callback_tasks_key = web.AppKey("callback_tasks", InboxWorkers)
 poller_task_key = web.AppKey("payments_poller", asyncio.Task[None])
+# USSD and SMS (Africa's Talking): the menu engine, SMS commands and their background work.
+phone_channels_key = web.AppKey("phone_channels", PhoneChannels)
 
 openapi_key = web.AppKey("openapi", dict[str, Any])
 verified_tokens_key = web.AppKey("verified_tokens", VerifiedTokens)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +20,7 @@ from lms_domain.commerce.models import Price, PriceInterval, Product, ProductKin
 from lms_domain.courses.models import Course, CourseAccess, Lesson, Prerequisite, Section
 from lms_domain.courses.service import enroll
 from lms_domain.db import Base
+from lms_domain.entitlements.models import Entitlement, EntitlementSource
 from lms_domain.i18n import Language
 from lms_domain.ids import natural_id
 from lms_domain.ledger.models import JournalEntry
@@ -26,7 +28,7 @@ from lms_domain.models import Learner, Phone, Posting, User
 from lms_domain.notifications.models import NotificationChannel, NotificationTemplate
 from lms_domain.payments.models import Provider, ProviderAccount, ProviderAccountKind
 from lms_domain.security import Hasher
-from lms_domain.subscriptions.models import DunningSchedule
+from lms_domain.subscriptions.models import DunningSchedule, Subscription, SubscriptionItem, SubscriptionStatus
 from lms_domain.tenancy.models import Institution, Role
 from lms_domain.tenancy.service import create_institution, create_learner, create_user
 
@@ -247,6 +249,8 @@ async def seed_demo(
 
     await _seed_commerce(session, inst_id)
     report("products: Somo Premium monthly KES 300, yearly KES 3,000")
+    await _seed_subscriptions(session, inst_id, clock)
+    report("subscriptions: Amina (Premium, renews in 3 days), Zawadi (Premium, payment due)")
     await _seed_providers(session, inst_id, simulator_url)
     report("provider accounts: M-Pesa STK 174379, paybill 600000, Airtel collection (simulators)")
     await _seed_templates(session)
@@ -411,6 +415,55 @@ async def _seed_commerce(session: AsyncSession, inst_id: uuid.UUID) -> None:
                 interval=interval,
             ),
         )
+
+
+# (learner key, status, days until the period ends): Amina renews soon; Zawadi's renewal failed.
+DEMO_SUBSCRIPTIONS = (("amina", SubscriptionStatus.ACTIVE, 3), ("zawadi", SubscriptionStatus.PAST_DUE, -1))
+
+
+async def _seed_subscriptions(session: AsyncSession, inst_id: uuid.UUID, clock: Clock) -> None:
+    """Monthly Premium subscriptions to renew from the USSD menu or by SMS. Periods are set from
+    today when first seeded and then left alone, like any real subscription."""
+    price_id = sid("price", "premium", PriceInterval.MONTH.value)
+    product_id = sid("product", "premium")
+    now = clock.now().replace(microsecond=0)
+    for key, status, days in DEMO_SUBSCRIPTIONS:
+        sub_id = sid("subscription", key)
+        if await session.get(Subscription, sub_id) is not None:
+            continue
+        end = now + timedelta(days=days)
+        learner_id = sid("learner", key)
+        session.add(
+            Subscription(
+                id=sub_id,
+                institution_id=inst_id,
+                learner_id=learner_id,
+                product_id=product_id,
+                price_id=price_id,
+                status=status,
+                current_period_start=end - timedelta(days=30),
+                current_period_end=end,
+                grace_until=end + timedelta(days=7) if status is not SubscriptionStatus.ACTIVE else None,
+            )
+        )
+        session.add(
+            SubscriptionItem(
+                id=sid("subscription_item", key), institution_id=inst_id, subscription_id=sub_id, price_id=price_id
+            )
+        )
+        session.add(
+            Entitlement(
+                id=sid("entitlement", key),
+                institution_id=inst_id,
+                learner_id=learner_id,
+                product_id=product_id,
+                source=EntitlementSource.SUBSCRIPTION,
+                source_id=sub_id,
+                valid_from=end - timedelta(days=30),
+                valid_until=end + timedelta(days=7) if status is not SubscriptionStatus.ACTIVE else end,
+            )
+        )
+        await session.flush()
 
 
 async def _seed_providers(session: AsyncSession, inst_id: uuid.UUID, simulator_url: str) -> None:

@@ -158,6 +158,9 @@ class UssdSettings(BaseModel):
     service_code: str = "*384*123#"
     session_ttl_s: int = Field(default=180, ge=30)
     resume_ttl_s: int = Field(default=600, ge=60)
+    # AT waits 15 s for a reply; past this the hop answers a polite END instead.
+    deadline_s: float = Field(default=4.0, gt=0, le=12)
+    quiz_cache_ttl_s: float = Field(default=60.0, ge=0)
 
 
 class SyncSettings(BaseModel):
@@ -169,8 +172,22 @@ class SyncSettings(BaseModel):
 class NotificationsSettings(BaseModel):
     at_username: str = "sandbox"
     at_api_key: SecretStr = SecretStr("dev-africastalking-api-key")
+    # Empty means the simulator at SOMO_PAYMENTS__SIMULATOR_URL (one loopback process serves every
+    # provider); a real deployment sets https://api.africastalking.com.
+    at_base_url: str = ""
+    # The alphanumeric sender id AT registered for us; None sends from AT's shared default.
+    sms_sender_id: str | None = None
+    # The number learners text: a shortcode, or a long number in E.164.
+    sms_shortcode: str = Field(default="20880", pattern=r"^\+?\d{3,15}$")
     acs_connection_string: SecretStr = SecretStr("dev-acs-connection-string")
     sender_email: str = "no-reply@somo.example"
+
+    @field_validator("at_base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be empty (the simulator) or start with http:// or https://")
+        return value.rstrip("/")
 
 
 class Settings(BaseSettings):

@@ -25,6 +25,7 @@ from lms_domain.courses.models import Course
 from lms_domain.courses.service import active_enrollment, ensure_learner_may_open, get_course_for
 from lms_domain.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from lms_domain.ids import natural_id, new_id
+from lms_domain.tenancy.locks import locked_learner
 from lms_domain.tenancy.models import Learner
 
 
@@ -64,24 +65,6 @@ async def with_choices(*, session: AsyncSession, questions: Sequence[Question]) 
         for choice in choices:
             by_question[choice.question_id].append(choice)
     return [QuestionWithChoices(q, by_question[q.id]) for q in questions]
-
-
-async def _locked_learner(session: AsyncSession, learner_id: uuid.UUID) -> Learner:
-    """The learner, with a transaction-scoped lock on their attempts: attempts of one learner
-    are counted and opened one transaction at a time, so parallel requests cannot each see
-    room for one more.
-
-    On Postgres this is an advisory lock keyed by the learner, not a row lock: an edit of the
-    learner row takes the change-feed counter first and the row second, and a row lock here
-    (row, then counter) could deadlock with it. SQLite's writers are serialised already.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        key = int.from_bytes(learner_id.bytes[:8], "big", signed=True)
-        await session.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
-    learner = await session.get(Learner, learner_id)
-    if learner is None or learner.deleted_at is not None:
-        raise NotFound("learner not found")
-    return learner
 
 
 @dataclass(frozen=True)
@@ -128,7 +111,7 @@ async def start_attempt(
     *, session: AsyncSession, learner_id: uuid.UUID, quiz_id: uuid.UUID, clock: Clock, channel: Channel = Channel.WEB
 ) -> Attempt:
     """Start an attempt, or resume the one already in progress."""
-    learner = await _locked_learner(session, learner_id)
+    learner = await locked_learner(session, learner_id)
     quiz = await get_quiz_for(session=session, learner=learner, quiz_id=quiz_id)
     course = await session.get(Course, quiz.course_id)  # loaded by get_quiz_for: no query
     assert course is not None
@@ -229,7 +212,7 @@ async def submit_attempt(
     """Apply any last answers, grade, and close the attempt. Submitting again returns the
     stored result unchanged (USSD gateways repeat requests)."""
     # Locked before anything is read or written, in the same order as start_attempt.
-    learner = await _locked_learner(session, learner_id)
+    learner = await locked_learner(session, learner_id)
     attempt = await _own_attempt(session, learner_id, attempt_id)
     if attempt.status is AttemptStatus.SUBMITTED:
         certificate = await session.get(

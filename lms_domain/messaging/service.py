@@ -1,0 +1,52 @@
+"""Recording AT's callbacks about the phone channels, each exactly once."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lms_domain.db import insert_once
+from lms_domain.ids import new_id
+from lms_domain.messaging.models import InboundSms, InboundStatus, SmsDeliveryReport, UssdSessionEvent
+from lms_domain.notifications.models import NotificationLog, NotificationStatus
+
+FINAL_SUCCESS = {"Success"}
+FINAL_FAILURE = {"Failed", "Rejected"}
+
+
+async def record_ussd_event(*, session: AsyncSession, fields: dict[str, Any], now: datetime) -> bool:
+    """Store an end-of-session notice; False if this session's notice is already stored."""
+    values = {"id": new_id(), "received_at": now, **fields}
+    return await insert_once(session, UssdSessionEvent, values, unique=["session_id"]) is not None
+
+
+async def record_inbound_sms(*, session: AsyncSession, fields: dict[str, Any], now: datetime) -> uuid.UUID | None:
+    """Store an inbound SMS before acting on it; its row id, or None for AT's retry of one
+    already stored."""
+    values = {"id": new_id(), "received_at": now, "status": InboundStatus.RECEIVED, **fields}
+    return await insert_once(session, InboundSms, values, unique=["at_id"])
+
+
+async def record_delivery_report(*, session: AsyncSession, fields: dict[str, Any], now: datetime) -> bool:
+    """Store one delivery status and carry a final one onto the send log. False for a retry."""
+    values = {"id": new_id(), "received_at": now, **fields}
+    if await insert_once(session, SmsDeliveryReport, values, unique=["message_id", "status"]) is None:
+        return False
+    status = fields["status"]
+    if status in FINAL_SUCCESS:
+        await session.execute(
+            sa.update(NotificationLog)
+            .where(NotificationLog.provider_message_id == fields["message_id"])
+            .values(status=NotificationStatus.DELIVERED, updated_at=now)
+        )
+    elif status in FINAL_FAILURE:
+        await session.execute(
+            sa.update(NotificationLog)
+            .where(NotificationLog.provider_message_id == fields["message_id"])
+            .values(status=NotificationStatus.FAILED, error=fields.get("failure_reason") or status, updated_at=now)
+        )
+    return True

@@ -1,0 +1,160 @@
+"""Who is dialling: the profiles on a phone, their PINs, and registration by phone.
+
+Used by the USSD and SMS channels, where the phone number is the only identity the
+gateway gives us. Many learners share a parent's phone, so the number selects a set of
+profiles and a 4-digit PIN selects one of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from lms_domain.clock import Clock
+from lms_domain.errors import InvalidInput, NotFound, PermissionDenied
+from lms_domain.i18n import Language
+from lms_domain.phones import normalize_msisdn
+from lms_domain.security import Hasher, check_pin_format
+from lms_domain.tenancy.locks import locked_learner
+from lms_domain.tenancy.models import Institution, Learner, Phone, UnknownPhonePolicy
+from lms_domain.tenancy.service import create_learner
+
+PIN_TRIES = 3
+PIN_LOCKOUT = timedelta(minutes=15)
+NAME_MAX = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What a phone channel may show before the PIN: a name to choose by, and the language."""
+
+    learner_id: uuid.UUID
+    display_name: str
+    language: Language
+    institution_id: uuid.UUID
+    has_pin: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PinCheck:
+    ok: bool
+    tries_left: int
+    locked_until: datetime | None  # set when the profile is (now) locked
+
+
+async def profiles_on_phone(*, session: AsyncSession, e164: str) -> list[Profile]:
+    """Every active profile dialling from ``e164``, in a stable order (the menu numbers them)."""
+    rows = await session.execute(
+        sa.select(Learner.id, Learner.display_name, Learner.language, Learner.institution_id, Learner.pin_hash)
+        .join(Phone, Phone.id == Learner.phone_id)
+        .join(Institution, Institution.id == Learner.institution_id)
+        .where(Phone.e164 == e164, Learner.deleted_at.is_(None), Institution.is_active.is_(True))
+        .order_by(Learner.display_name, Learner.id)
+    )
+    return [Profile(r[0], r[1], r[2], r[3], r[4] is not None) for r in rows]
+
+
+def _locked(learner: Learner, now: datetime) -> bool:
+    return learner.pin_locked_until is not None and learner.pin_locked_until > now
+
+
+async def check_pin(
+    *, sessions: async_sessionmaker[AsyncSession], learner_id: uuid.UUID, pin: str, hasher: Hasher, clock: Clock
+) -> PinCheck:
+    """Check a PIN typed for ``learner_id``; the third wrong try in a row locks the profile for
+    15 minutes (a 4-digit PIN is only as strong as this lockout).
+
+    The argon2 check runs in a thread and outside any transaction: it takes tens of
+    milliseconds of CPU, which would stall the event loop and, on SQLite, every writer.
+    The counters are then updated under the learner lock, so parallel tries cannot each
+    see one more try left. A right PIN on a profile with no failures writes nothing.
+    """
+    async with sessions() as session:
+        learner = await session.get(Learner, learner_id)
+        if learner is None or learner.deleted_at is not None:
+            raise NotFound("learner not found")
+        if _locked(learner, clock.now()):
+            return PinCheck(ok=False, tries_left=0, locked_until=learner.pin_locked_until)
+        stored = learner.pin_hash
+    well_formed = len(pin) == 4 and pin.isascii() and pin.isdigit()
+    right = stored is not None and well_formed and await asyncio.to_thread(hasher.verify, stored, pin)
+    async with sessions() as session, session.begin():
+        learner = await locked_learner(session, learner_id)
+        now = clock.now()
+        if _locked(learner, now):
+            return PinCheck(ok=False, tries_left=0, locked_until=learner.pin_locked_until)
+        if right and learner.pin_hash == stored:
+            if learner.pin_failed_count or learner.pin_locked_until:
+                learner.pin_failed_count, learner.pin_locked_until = 0, None
+            return PinCheck(ok=True, tries_left=PIN_TRIES, locked_until=None)
+        learner.pin_failed_count += 1
+        if learner.pin_failed_count >= PIN_TRIES:
+            learner.pin_failed_count, learner.pin_locked_until = 0, now + PIN_LOCKOUT
+            return PinCheck(ok=False, tries_left=0, locked_until=learner.pin_locked_until)
+        return PinCheck(ok=False, tries_left=PIN_TRIES - learner.pin_failed_count, locked_until=None)
+
+
+async def school_for_registration(*, session: AsyncSession, code: str) -> Institution:
+    """The school whose code an unknown learner typed, if it lets learners register by phone.
+
+    NotFound for an unknown or inactive code; PermissionDenied (``registration_closed``)
+    where the school registers its learners itself.
+    """
+    cleaned = code.strip().upper()
+    school = await session.scalar(sa.select(Institution).where(Institution.code == cleaned))
+    if school is None or not school.is_active or school.deleted_at is not None:
+        raise NotFound("no school has that code", code="unknown_school_code")
+    if school.unknown_phone_policy is UnknownPhonePolicy.ASK_SCHOOL:
+        raise PermissionDenied(
+            "this school registers its learners itself", code="registration_closed", school=school.name
+        )
+    return school
+
+
+def clean_display_name(raw: str) -> str:
+    name = " ".join(raw.split())
+    if len(name) < 2 or len(name) > NAME_MAX or not any(ch.isalpha() for ch in name):
+        raise InvalidInput(f"a name is 2-{NAME_MAX} characters with letters", code="invalid_name")
+    return name
+
+
+async def register_by_phone(
+    *,
+    session: AsyncSession,
+    e164: str,
+    school_code: str,
+    display_name: str,
+    language: Language,
+    pin: str,
+    hasher: Hasher,
+) -> Learner:
+    """A learner registers themselves from their phone: a profile in the school whose code they
+    typed, with their own PIN. The hash runs in a thread (see ``check_pin``)."""
+    school = await school_for_registration(session=session, code=school_code)
+    check_pin_format(pin)
+    pin_hash = await asyncio.to_thread(hasher.hash, pin)
+    learner = await create_learner(
+        session=session,
+        institution_id=school.id,
+        display_name=clean_display_name(display_name),
+        phone=normalize_msisdn(e164),
+        language=language,
+    )
+    learner.pin_hash = pin_hash
+    await session.flush()
+    return learner
+
+
+async def set_language(*, session: AsyncSession, learner_id: uuid.UUID, language: Language) -> None:
+    """The learner's own choice of language, kept on the profile (not the phone)."""
+    learner = await session.get(Learner, learner_id)
+    if learner is None or learner.deleted_at is not None:
+        raise NotFound("learner not found")
+    if learner.language is not language:
+        learner.language = language
+        await session.flush()

@@ -1,0 +1,237 @@
+"""SMS commands from learners' phones: PROGRESS, QUIZ, RENEW, STOP, START and HELP, with
+their Kiswahili keywords (MAENDELEO, JARIBIO, LIPA, SIMAMISHA, ANZA, MSAADA).
+
+An inbound SMS is stored by the endpoint before anything else; this module acts on the
+stored row once (a row already processed is left alone), and answers by SMS through the
+``SmsSender`` port. ``RENEW 2`` picks the second profile on a shared phone, numbered as the
+USSD menu numbers them. A reply to a command is sent even after STOP: the learner asked.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from lms_domain.clock import Clock
+from lms_domain.errors import Conflict, DomainError
+from lms_domain.i18n import Language
+from lms_domain.learning.summaries import learner_subscriptions, progress_report
+from lms_domain.messaging.models import InboundSms, InboundStatus
+from lms_domain.notifications.gsm import to_gsm7
+from lms_domain.notifications.models import NotificationChannel, NotificationLog, NotificationStatus
+from lms_domain.notifications.ports import SmsSender, SmsSendError
+from lms_domain.notifications.preferences import set_sms_opt_out
+from lms_domain.payments.ports import Gateways, PaymentGatewayError
+from lms_domain.payments.renewals import approve_renewal, provider_for
+from lms_domain.phones import Network, normalize_msisdn
+from lms_domain.tenancy.phone_access import Profile, profiles_on_phone
+from ussd.menus.account import PROVIDER_NAMES, RENEWABLE
+from ussd.texts import text
+
+log = logging.getLogger("somo.sms")
+
+KEYWORDS: dict[str, tuple[str, Language | None]] = {
+    "PROGRESS": ("progress", None),
+    "MAENDELEO": ("progress", Language.SW),
+    "QUIZ": ("quiz", None),
+    "JARIBIO": ("quiz", Language.SW),
+    "MTIHANI": ("quiz", Language.SW),
+    "RENEW": ("renew", None),
+    "LIPA": ("renew", Language.SW),
+    "STOP": ("stop", None),
+    "SIMAMISHA": ("stop", Language.SW),
+    "ACHA": ("stop", Language.SW),
+    "START": ("start", None),
+    "ANZA": ("start", Language.SW),
+    "HELP": ("help", None),
+    "MSAADA": ("help", Language.SW),
+}
+REPLY_MAX = 306  # two GSM-7 parts: progress for several courses may need the second
+NETWORKS = {"63902": Network.SAFARICOM, "63903": Network.AIRTEL, "63907": Network.TELKOM}
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str  # progress, quiz, renew, stop, start, help
+    keyword: str
+    language: Language | None  # the keyword's own language, if it has one
+    number: int | None  # RENEW 2: the second profile
+
+
+def parse_command(raw: str) -> Command:
+    """The command in an SMS; anything unrecognised is HELP, in the language of its keyword."""
+    words = raw.strip().upper().replace(",", " ").replace(".", " ").split()
+    keyword = words[0] if words else ""
+    name, language = KEYWORDS.get(keyword, ("help", None))
+    number = int(words[1]) if len(words) > 1 and words[1].isdigit() and len(words[1]) <= 2 else None
+    return Command(name=name, keyword=keyword if keyword in KEYWORDS else "HELP", language=language, number=number)
+
+
+class SmsCommands:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        gateways: Gateways,
+        sender: SmsSender,
+        service_code: str,
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._gateways = gateways
+        self._sender = sender
+        self._code = service_code
+
+    async def process(self, inbound_id: uuid.UUID) -> None:
+        """Act on one stored inbound SMS and answer it. Never raises: a failure is recorded on
+        the row, which stays for an operator (and the pending-messages job) to see."""
+        try:
+            await self._process(inbound_id)
+        except Exception as exc:
+            log.exception("inbound sms failed", extra={"inbound_id": str(inbound_id)})
+            async with self._sessions() as session, session.begin():
+                row = await session.get(InboundSms, inbound_id)
+                if row is not None and row.status is InboundStatus.RECEIVED:
+                    row.status, row.error, row.processed_at = InboundStatus.FAILED, repr(exc)[:500], self._clock.now()
+
+    async def _process(self, inbound_id: uuid.UUID) -> None:
+        async with self._sessions() as session:
+            row = await session.get(InboundSms, inbound_id)
+            if row is None or row.status is not InboundStatus.RECEIVED:
+                return
+            sender, at_id, body, network_code = row.sender, row.at_id, row.text, row.network_code
+            phone = normalize_msisdn(sender)
+            profiles = await profiles_on_phone(session=session, e164=phone)
+        command = parse_command(body)
+        reply, learner = await self._answer(command, phone, profiles, NETWORKS.get(network_code or ""))
+        reply = to_gsm7(reply)[:REPLY_MAX]
+        language = command.language or (learner.language if learner else Language.EN)
+        now = self._clock.now()
+        log_id = uuid.uuid4()
+        async with self._sessions() as session, session.begin():
+            row = await session.get(InboundSms, inbound_id, populate_existing=True)
+            if row is None or row.status is not InboundStatus.RECEIVED:
+                return
+            row.status, row.command, row.reply, row.processed_at = InboundStatus.PROCESSED, command.name, reply, now
+            session.add(
+                NotificationLog(
+                    id=log_id,
+                    institution_id=learner.institution_id if learner else None,
+                    learner_id=learner.learner_id if learner else None,
+                    event="sms_reply",
+                    channel=NotificationChannel.SMS,
+                    language=language,
+                    recipient=phone,
+                    body=reply,
+                    status=NotificationStatus.QUEUED,
+                    dedupe_key=f"sms-reply:{at_id}"[:128],
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        await self._send(log_id, phone, reply)
+
+    async def _send(self, log_id: uuid.UUID, phone: str, message: str) -> None:
+        error: str | None
+        message_id: str | None
+        parts: int | None
+        cost: int | None
+        try:
+            result = await self._sender.send(message, [phone])
+        except SmsSendError as exc:
+            status, message_id, error, parts, cost = NotificationStatus.FAILED, None, exc.detail, None, None
+            if exc.retryable:
+                status = NotificationStatus.QUEUED  # the pending-notifications job tries again
+        else:
+            mine = next((r for r in result.recipients if r.number == phone), None)
+            accepted = mine is not None and mine.accepted
+            status = NotificationStatus.SENT if accepted else NotificationStatus.FAILED
+            message_id = mine.message_id if mine else None
+            error = None if accepted else (mine.status if mine else result.summary)
+            parts, cost = result.parts, mine.cost_minor if mine else None
+        async with self._sessions() as session, session.begin():
+            entry = await session.get(NotificationLog, log_id)
+            if entry is None:
+                return
+            entry.status, entry.provider_message_id, entry.error = status, message_id, error
+            entry.segments, entry.cost_minor, entry.attempts = parts, cost, entry.attempts + 1
+            entry.sent_at = self._clock.now() if status is NotificationStatus.SENT else None
+
+    async def _answer(
+        self, command: Command, phone: str, profiles: list[Profile], network: Network | None
+    ) -> tuple[str, Profile | None]:
+        """The reply text, and the profile it is about (None for the phone as a whole)."""
+        fallback = command.language or (profiles[0].language if profiles else Language.EN)
+        if command.name == "help":
+            return text(fallback, "sms.help", code=self._code), (profiles[0] if profiles else None)
+        if command.name == "quiz":
+            return text(fallback, "sms.quiz", code=self._code), (profiles[0] if profiles else None)
+        if not profiles:
+            return text(fallback, "sms.unknown_phone", code=self._code), None
+        if command.name in ("stop", "start"):
+            async with self._sessions() as session, session.begin():
+                await set_sms_opt_out(
+                    session=session,
+                    learner_ids=[p.learner_id for p in profiles],
+                    opted_out=command.name == "stop",
+                    now=self._clock.now(),
+                )
+            return text(fallback, "sms.stopped" if command.name == "stop" else "sms.started"), profiles[0]
+        if command.number is None and len(profiles) > 1:
+            options = ", ".join(f"{command.keyword} {i} - {p.display_name}" for i, p in enumerate(profiles, start=1))
+            return text(fallback, "sms.choose_profile", options=options), profiles[0]
+        index = (command.number or 1) - 1
+        if not 0 <= index < len(profiles):
+            return text(fallback, "sms.no_such_profile", number=command.number), profiles[0]
+        profile = profiles[index]
+        language = command.language or profile.language
+        if command.name == "progress":
+            return await self._progress(profile, language), profile
+        return await self._renew(profile, language, phone, network), profile
+
+    async def _progress(self, profile: Profile, language: Language) -> str:
+        async with self._sessions() as session:
+            reports = await progress_report(session=session, learner_id=profile.learner_id)
+        if not reports:
+            return text(language, "sms.progress_none", name=profile.display_name)
+        parts = []
+        for report in reports:
+            line = text(language, "progress.line", course=report.course.title(language), percent=report.percent)
+            if report.last_scores:
+                line += text(language, "progress.scores", scores=",".join(f"{s}%" for s in report.last_scores))
+            if report.certificate_code:
+                line += text(language, "progress.cert", code=report.certificate_code)
+            parts.append(line)
+        return f"{profile.display_name}: " + "; ".join(parts)
+
+    async def _renew(self, profile: Profile, language: Language, phone: str, network: Network | None) -> str:
+        name = profile.display_name
+        async with self._sessions() as session:
+            subs = await learner_subscriptions(session=session, learner_id=profile.learner_id)
+        sub = next((s for s in subs if s.status in RENEWABLE), None)
+        if sub is None:
+            return text(language, "sms.renew_none", name=name)
+        try:
+            approval = await approve_renewal(
+                sessions=self._sessions,
+                subscription_id=sub.id,
+                msisdn=phone,
+                network=network,
+                gateways=self._gateways,
+                clock=self._clock,
+            )
+        except Conflict as refused:
+            key = "sms.renew_wait" if refused.code == "renewal_push_too_soon" else "sms.renew_pending"
+            return text(language, key, name=name)
+        except (DomainError, PaymentGatewayError) as exc:
+            log.warning("sms renewal not started", extra={"error": getattr(exc, "code", type(exc).__name__)})
+            return text(language, "sms.renew_failed", name=name)
+        if not approval.pushed:
+            return text(language, "sms.renew_pending", name=name)
+        amount = sub.amount_minor // 100
+        provider = PROVIDER_NAMES[provider_for(phone, network)]
+        return text(language, "sms.renew_started", name=name, provider=provider, amount=f"{amount:,}")
