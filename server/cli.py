@@ -89,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reconcile.add_argument("--dry-run", action="store_true", help="report only; heal nothing")
     reconcile.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+
+    ussd = sub.add_parser(
+        "ussd", help="a feature phone in the terminal: dial the USSD menu over Africa's Talking's protocol"
+    )
+    ussd.add_argument("--phone", default="+254700000001", help="the number dialling (07.., 01.., +254..)")
+    ussd.add_argument("--url", help="the USSD endpoint (default: SOMO_HTTP__PUBLIC_URL/ussd/africastalking)")
+    ussd.add_argument("--network", help="AT networkCode, e.g. 63902 Safaricom, 63903 Airtel (default: by prefix)")
+    ussd.add_argument("--service-code", help="the code dialled (default: SOMO_USSD__SERVICE_CODE)")
     return parser
 
 
@@ -364,6 +372,28 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> None:
         raise CliError(f"{still_open} discrepancies remain for a person to resolve", EXIT_DISCREPANCIES)
 
 
+def cmd_ussd(args: argparse.Namespace, settings: Settings) -> None:
+    import aiohttp
+
+    from lms_domain.errors import InvalidInput
+    from ussd.terminal import run_terminal
+
+    url = args.url or settings.http.public_url.rstrip("/") + "/ussd/africastalking"
+    try:
+        asyncio.run(
+            run_terminal(
+                url=url,
+                phone=args.phone,
+                service_code=args.service_code or settings.ussd.service_code,
+                network_code=args.network,
+            )
+        )
+    except InvalidInput as exc:
+        raise CliError(exc.detail, EXIT_USAGE) from None
+    except aiohttp.ClientError as exc:
+        raise CliError(f"cannot reach {url}: {exc} (is `make run` running?)", EXIT_USAGE) from None
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "serve": cmd_serve,
     "migrate": cmd_migrate,
@@ -372,6 +402,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "simulate": cmd_simulate,
     "register-c2b": cmd_register_c2b,
     "reconcile": cmd_reconcile,
+    "ussd": cmd_ussd,
 }
 
 

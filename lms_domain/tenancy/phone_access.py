@@ -80,9 +80,11 @@ async def check_pin(
             raise NotFound("learner not found")
         if _locked(learner, clock.now()):
             return PinCheck(ok=False, tries_left=0, locked_until=learner.pin_locked_until)
-        stored = learner.pin_hash
+        stored, clean_record = learner.pin_hash, learner.pin_failed_count == 0 and learner.pin_locked_until is None
     well_formed = len(pin) == 4 and pin.isascii() and pin.isdigit()
     right = stored is not None and well_formed and await asyncio.to_thread(hasher.verify, stored, pin)
+    if right and clean_record:
+        return PinCheck(ok=True, tries_left=PIN_TRIES, locked_until=None)  # nothing to reset: no write
     async with sessions() as session, session.begin():
         learner = await locked_learner(session, learner_id)
         now = clock.now()

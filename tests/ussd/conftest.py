@@ -86,6 +86,7 @@ class World:
     client: TestClient[web.Request, web.Application]
     app: web.Application
     sim: TestServer
+    sim_client: TestClient[web.Request, web.Application]
     makers: async_sessionmaker[AsyncSession]
     clock: FixedClock
 
@@ -151,7 +152,7 @@ async def make_world(
     makers = app[sessionmaker_key]
     async with makers() as session, session.begin():
         await seed_demo(session=session, clock=clock, simulator_url=settings.payments.simulator_url, hasher=FAST_HASHER)
-    return World(client=client, app=app, sim=sim, makers=makers, clock=clock)
+    return World(client=client, app=app, sim=sim, sim_client=await aiohttp_client(sim), makers=makers, clock=clock)
 
 
 @pytest.fixture
