@@ -27,7 +27,9 @@ run: $(STAMP)
 	@echo "    readiness: http://127.0.0.1:8080/ready"
 	@echo "    logins:    admin / admin-dev-2026, teacher / teacher-dev-2026, amina / learner-dev-2026"
 	@echo "    phones:    +254700000001 (PIN 1234), +254700000002 (Baraka 2345, Zawadi 3456), +254700000003 (4567)"
-	@echo "    payments:  provider simulators (M-Pesa, Airtel) on http://127.0.0.1:8090, log in var/simulator.log"
+	@echo "    USSD:      in another terminal, $(BIN)/somo ussd --phone 0700000001"
+	@echo "    SMS:       curl -XPOST localhost:8090/sim/at/inbound -d '{\"from\":\"+254700000001\",\"text\":\"PROGRESS\"}'"
+	@echo "    payments:  provider simulators (M-Pesa, Airtel, Africa's Talking SMS) on http://127.0.0.1:8090, log in var/simulator.log"
 	@echo "  Press Ctrl-C to stop."
 	@echo ""
 	@mkdir -p var; $(BIN)/somo simulate > var/simulator.log 2>&1 & sim=$$!; \

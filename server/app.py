@@ -32,8 +32,9 @@ from ussd.http import phone_routes
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
 API_VERSION = "1.0.0"
-# Provider callbacks and the USSD endpoint are never limited here: callbacks must always
-# be stored, and USSD is limited per phone number by its own adapter.
+# Provider and AT callbacks and the USSD endpoint are never limited here: callbacks must always
+# be stored, and USSD hops come from AT's gateway at a person's pace, one at a time per
+# session (the engine's hop lock), so a limit would only end real sessions.
 RATE_LIMITED_PREFIXES = ("/api/v1/", "/sync/")
 
 

@@ -6,12 +6,15 @@ payment simulators run for real on loopback."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import sqlalchemy as sa
 
 from lms_domain.assessments.models import Attempt, AttemptStatus, Channel
 from lms_domain.payments.models import PaymentIntent, Provider
 from lms_domain.subscriptions.models import RenewalOutcome, Subscription, SubscriptionRenewalAttempt
 from server.seed import sid
+from tests.conftest import T0
 from tests.ussd.conftest import AIRTEL, AMINA, CORRECT, SHARED, Phone, World
 
 
@@ -129,3 +132,27 @@ async def test_an_airtel_number_is_asked_through_airtel_money(world: World) -> N
         return provider is Provider.AIRTEL
 
     await world.settle(prompted, "the Airtel collection")
+
+
+async def test_a_learner_switches_to_kiswahili_and_renews_until_active(world: World) -> None:
+    amina = world.phone(AMINA)
+    await amina.dial()
+    await amina.press("1234")
+    assert (await amina.press("4")) == "CON Choose language:\n1. English\n2. Kiswahili\n0 Back 00 Home"
+    home = await amina.press("2")
+    assert home.startswith("CON Somo: Amina Wanjiru\n1. Fanya jaribio"), home
+    # Kept on the profile: the next dial is in Kiswahili from the PIN prompt on.
+    assert (await amina.dial()) == "CON Amina Wanjiru, weka PIN yako ya tarakimu 4:"
+    await amina.press("1234")
+    detail = await amina.press("3")
+    assert "Hali: Hai" in detail and "KES 300/mwezi" in detail, detail
+    await amina.press("1")
+    assert await amina.press("1") == "END Utapokea ombi la M-Pesa kuweka PIN yako."
+
+    async def active_for_another_month() -> bool:
+        found = await world.scalar(sa.select(Subscription).where(Subscription.id == sid("subscription", "amina")))
+        return bool(found.current_period_end > T0 + timedelta(days=30))
+
+    await world.settle(active_for_another_month, "the renewal's STK callback")
+    found = await world.scalar(sa.select(Subscription).where(Subscription.id == sid("subscription", "amina")))
+    assert found.status.value == "active"
