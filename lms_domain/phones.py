@@ -75,3 +75,20 @@ def network_of(e164: str) -> Network:
     if national[:1] in {"7", "1"}:
         return Network.SAFARICOM
     return Network.OTHER
+
+
+# Africa's Talking's networkCode (MCC+MNC) for Kenya; the sandbox's own code means nothing here.
+NETWORK_CODES: dict[str, Network] = {
+    "63902": Network.SAFARICOM,
+    "63903": Network.AIRTEL,
+    "63907": Network.TELKOM,
+}
+
+
+def network_from_code(code: str | None) -> Network | None:
+    """The network a gateway's ``networkCode`` names, or None (then the prefix decides)."""
+    return NETWORK_CODES.get((code or "").strip())
+
+
+def code_for_network(network: Network) -> str | None:
+    return next((code for code, known in NETWORK_CODES.items() if known is network), None)

@@ -24,6 +24,7 @@ from server.keys import (
     verified_tokens_key,
 )
 from server.middlewares import problem_middleware, request_id_middleware
+from server.notifier import notifier_ctx
 from server.pdf.certificate import FpdfCertificateRenderer
 from server.poller import poller_ctx
 from server.ratelimit import rate_limit_middleware
@@ -64,6 +65,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, hasher: Hasher
     app.cleanup_ctx.append(gateways_ctx)
     app.cleanup_ctx.append(poller_ctx)
     app.cleanup_ctx.append(phone_channels_ctx)
+    app.cleanup_ctx.append(notifier_ctx)
     # Last, so it is cleaned up first: callback settlement drains while the database is open.
     app.cleanup_ctx.append(callbacks.callback_tasks_ctx)
     app.add_routes(health.routes)

@@ -101,11 +101,12 @@ async def phone_channels_ctx(app: web.Application) -> AsyncIterator[None]:
         sms_shortcode=settings.notifications.sms_shortcode,
         resume_ttl_s=settings.ussd.resume_ttl_s,
     )
+    sender = AfricasTalkingSms.from_settings(settings)
     sms = SmsCommands(
         sessions=app[sessionmaker_key],
         clock=app[clock_key],
         gateways=app[gateways_key],
-        sender=AfricasTalkingSms.from_settings(settings),
+        sender=sender,
         service_code=settings.ussd.service_code,
     )
     app[phone_channels_key] = PhoneChannels(
@@ -114,6 +115,7 @@ async def phone_channels_ctx(app: web.Application) -> AsyncIterator[None]:
         sessions=app[sessionmaker_key],
         clock=app[clock_key],
         background=background,
+        sender=sender,
     )
     yield
     await background.close()

@@ -36,6 +36,7 @@ callback_tasks_key = web.AppKey("callback_tasks", InboxWorkers)
 poller_task_key = web.AppKey("payments_poller", asyncio.Task[None])
 # USSD and SMS (Africa's Talking): the menu engine, SMS commands and their background work.
 phone_channels_key = web.AppKey("phone_channels", PhoneChannels)
+notifier_task_key = web.AppKey("notifier", asyncio.Task[None])
 
 openapi_key = web.AppKey("openapi", dict[str, Any])
 verified_tokens_key = web.AppKey("verified_tokens", VerifiedTokens)

@@ -179,6 +179,8 @@ class NotificationsSettings(BaseModel):
     sms_sender_id: str | None = None
     # The number learners text: a shortcode, or a long number in E.164.
     sms_shortcode: str = Field(default="20880", pattern=r"^\+?\d{3,15}$")
+    # How often queued SMS notifications are sent; 0 turns the sender off (tests send by hand).
+    send_interval_s: float = Field(default=10.0, ge=0)
     acs_connection_string: SecretStr = SecretStr("dev-acs-connection-string")
     sender_email: str = "no-reply@somo.example"
 

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 
 from lms_domain.errors import DomainError
 from lms_domain.i18n import Language
+from lms_domain.notifications.gsm import gsm7_length
 from ussd.layout import HARD_CAP, fit, paginate
 from ussd.menus import NEEDS_LEARNER, SCREENS
-from ussd.menus.entry import entry_frame
+from ussd.menus.entry import entry_frame, first_frame
 from ussd.screens import Ctx, Deps, End, Go, Hop, Outcome, Stay
-from ussd.session_store import Frame, Resume, UssdState, hop_lock, resume_key, session_key
+from ussd.session_store import Frame, UssdState, hop_lock, session_key
 from ussd.texts import text
 
 log = logging.getLogger("somo.ussd")
@@ -50,37 +51,64 @@ class UssdService:
         self._deadline = deadline_s
 
     async def handle(self, hop: Hop) -> str:
-        """The screen for ``hop``, as the body of the gateway's ``text/plain`` reply."""
-        async with hop_lock(self.deps.store, hop.session_id, wait_s=self._deadline, hold_s=self._deadline + 5) as held:
+        """The screen for ``hop``, as the body of the gateway's ``text/plain`` reply. Never raises:
+        a store that is down or a bug ends the session politely instead of a 500."""
+        try:
+            return await self._handle(hop)
+        except Exception:
+            log.exception("ussd hop failed", extra={"session_id": hop.session_id})
+            return closing(Language.EN, "error.generic")
+
+    async def _handle(self, hop: Hop) -> str:
+        store = self.deps.store
+        async with hop_lock(store, hop.session_id, wait_s=self._deadline, hold_s=self._deadline + 5) as held:
             if not held:
                 return closing(Language.EN, "error.busy")
-            raw = await self.deps.store.get(session_key(hop.session_id))
-            state = UssdState.model_validate_json(raw) if raw else None
+            raw = await store.get(session_key(hop.session_id))
+            state = self._load(raw)
             if state is not None and hop.text in state.replies:
                 return state.replies[hop.text]
             language = state.language if state else Language.EN
             try:
                 async with asyncio.timeout(self._deadline):
                     state, reply = await self._advance(hop, state)
-            except TimeoutError:
-                log.warning("ussd hop over its deadline", extra={"session_id": hop.session_id})
-                return closing(language, "error.generic")
-            except Exception:
-                log.exception("ussd hop failed", extra={"session_id": hop.session_id})
-                return closing(language, "error.generic")
-            rendered = reply.render()
-            if len(rendered) > HARD_CAP:  # a bug in a screen, never shown to a phone
-                log.error("ussd screen over the hard cap", extra={"screen": state.last_screen, "length": len(rendered)})
-                rendered = closing(state.language, "error.generic")
+                rendered = reply.render()
+                if gsm7_length(rendered) != len(rendered) or len(rendered) > HARD_CAP:
+                    raise ValueError(f"screen {state.last_screen!r} does not fit: {rendered!r}")
+            except Exception as exc:
+                # Remembered against the state as it was before this hop: a repeat of the hop (a
+                # gateway retry) then gets this same END and cannot apply a side effect twice.
+                log.log(
+                    logging.WARNING if isinstance(exc, TimeoutError) else logging.ERROR,
+                    "ussd hop failed",
+                    extra={"session_id": hop.session_id, "error": repr(exc)[:300]},
+                    exc_info=not isinstance(exc, TimeoutError),
+                )
+                rendered = closing(language, "error.generic")
+                state = self._load(raw)
+                if state is None:
+                    return rendered
             state.last_text = hop.text
             state.remember(hop.text, rendered)
-            await self.deps.store.set(session_key(hop.session_id), state.model_dump_json(), ttl_s=self._ttl)
+            await store.set(session_key(hop.session_id), state.model_dump_json(), ttl_s=self._ttl)
             return rendered
+
+    @staticmethod
+    def _load(raw: str | None) -> UssdState | None:
+        """The stored state, or None for none or one this version cannot read (a deploy changed
+        its shape): such a session simply starts again at the entry screen."""
+        if not raw:
+            return None
+        try:
+            return UssdState.model_validate_json(raw)
+        except ValueError:
+            log.warning("unreadable ussd session state: starting afresh")
+            return None
 
     async def last_screen(self, session_id: str) -> str | None:
         """The screen a session last showed, while its state lives (for end-of-session events)."""
-        raw = await self.deps.store.get(session_key(session_id))
-        return UssdState.model_validate_json(raw).last_screen if raw else None
+        state = self._load(await self.deps.store.get(session_key(session_id)))
+        return state.last_screen if state else None
 
     async def _advance(self, hop: Hop, state: UssdState | None) -> tuple[UssdState, Reply]:
         if state is None:
@@ -88,7 +116,7 @@ class UssdService:
             # unknown sessionId must never replay inputs into a PIN prompt or a quiz.
             state = UssdState(phone=hop.phone)
             ctx = Ctx(self.deps, hop, state)
-            state.stack = [await self._first_frame(ctx)]
+            state.stack = [await first_frame(ctx)]
             return state, await self._render(ctx, "")
         ctx = Ctx(self.deps, hop, state)
         notice = ""
@@ -101,14 +129,6 @@ class UssdService:
                 self._go(state, outcome)
             notice = outcome.notice
         return state, await self._render(ctx, notice)
-
-    async def _first_frame(self, ctx: Ctx) -> Frame:
-        raw = await self.deps.store.get(resume_key(ctx.hop.phone))
-        if raw:
-            saved = Resume.model_validate_json(raw)
-            ctx.state.language = saved.language
-            return Frame(screen="resume", args={"resume": saved.model_dump(mode="json")})
-        return await entry_frame(ctx)
 
     def _new_inputs(self, state: UssdState, full_text: str) -> list[str]:
         """The inputs ``full_text`` adds to the last hop's. A free-text screen takes the whole

@@ -24,16 +24,16 @@ from lms_domain.clock import NAIROBI, Clock
 from lms_domain.errors import InvalidInput
 from lms_domain.i18n import Language
 from lms_domain.messaging.service import record_delivery_report, record_inbound_sms, record_ussd_event
-from lms_domain.phones import Network, normalize_msisdn
+from lms_domain.notifications.ports import SmsSender
+from lms_domain.phones import network_from_code, normalize_msisdn
 from ussd.background import Background
 from ussd.engine import UssdService, closing
 from ussd.screens import Hop
-from ussd.sms import NETWORKS, SmsCommands
+from ussd.sms import SmsCommands
 
 log = logging.getLogger("somo.ussd")
 
 MAX_FIELD = 2000  # AT's cumulative text for a long session; anything bigger is not a phone
-NETWORK_CODES: dict[str, Network] = NETWORKS
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class PhoneChannels:
     sessions: async_sessionmaker[AsyncSession]
     clock: Clock
     background: Background
+    sender: SmsSender
 
 
 def _plain(body: str) -> web.Response:
@@ -78,7 +79,7 @@ def parse_hop(form: MultiDictProxy[Any] | None) -> Hop | None:
     return Hop(
         session_id=session_id,
         phone=e164,
-        network=NETWORK_CODES.get(_field(form, "networkCode").strip()),
+        network=network_from_code(_field(form, "networkCode")),
         service_code=_field(form, "serviceCode").strip(),
         text=_field(form, "text").strip(),
     )

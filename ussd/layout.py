@@ -19,10 +19,17 @@ BODY_BUDGET = SCREEN_BUDGET - PREFIX
 ELLIPSIS = ".."
 
 
+# GSM-7's extension characters cost two septets each; on a screen they become one-septet
+# look-alikes, so a screen's length in characters is its length on the air.
+_ONE_SEPTET = str.maketrans(
+    {"[": "(", "]": ")", "{": "(", "}": ")", "|": "/", "\\": "/", "~": "-", "^": "'", "€": "EUR"}
+)
+
+
 def clean(value: str) -> str:
-    """User- or author-supplied text made safe for a screen: GSM-7 only (one character outside
-    it would halve the screen) and no stray whitespace or line breaks."""
-    return " ".join(to_gsm7(value).split())
+    """User- or author-supplied text made safe for a screen: the GSM-7 basic set only (one
+    character outside it would halve the screen) and no stray whitespace or line breaks."""
+    return " ".join(to_gsm7(value).translate(_ONE_SEPTET).split())
 
 
 def truncate(value: str, limit: int) -> str:

@@ -90,6 +90,9 @@ class Ctx:
     def t(self, key: str, **values: Any) -> str:
         return text(self.state.language, key, **values)
 
+    def help_text(self) -> str:
+        return self.t("help.text", code=self.deps.service_code, shortcode=self.deps.sms_shortcode)
+
     @property
     def learner_id(self) -> uuid.UUID:
         if self.state.learner_id is None:

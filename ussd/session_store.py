@@ -83,8 +83,10 @@ def session_key(session_id: str) -> str:
     return f"ussd:s:{session_id}"
 
 
-def resume_key(phone: str) -> str:
-    return f"ussd:r:{phone}"
+def resume_key(phone: str, learner_id: str) -> str:
+    """Per phone and learner: on a shared phone, one learner's dropped quiz is never offered to,
+    declined by or overwritten by another."""
+    return f"ussd:r:{phone}:{learner_id}"
 
 
 @asynccontextmanager

@@ -18,18 +18,20 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from lms_domain.clock import Clock
 from lms_domain.errors import Conflict, DomainError
 from lms_domain.i18n import Language
+from lms_domain.ids import new_id
 from lms_domain.learning.summaries import learner_subscriptions, progress_report
 from lms_domain.messaging.models import InboundSms, InboundStatus
 from lms_domain.notifications.gsm import to_gsm7
 from lms_domain.notifications.models import NotificationChannel, NotificationLog, NotificationStatus
-from lms_domain.notifications.ports import SmsSender, SmsSendError
+from lms_domain.notifications.ports import SmsSender
 from lms_domain.notifications.preferences import set_sms_opt_out
+from lms_domain.notifications.service import REPLY_EVENT, deliver_sms
 from lms_domain.payments.ports import Gateways, PaymentGatewayError
-from lms_domain.payments.renewals import approve_renewal, provider_for
-from lms_domain.phones import Network, normalize_msisdn
+from lms_domain.payments.renewals import RENEWABLE, approve_renewal, provider_for
+from lms_domain.phones import Network, network_from_code, normalize_msisdn
 from lms_domain.tenancy.phone_access import Profile, profiles_on_phone
-from ussd.menus.account import PROVIDER_NAMES, RENEWABLE
-from ussd.texts import text
+from ussd.menus.account import PROVIDER_NAMES, progress_lines
+from ussd.texts import shillings, text
 
 log = logging.getLogger("somo.sms")
 
@@ -50,7 +52,6 @@ KEYWORDS: dict[str, tuple[str, Language | None]] = {
     "MSAADA": ("help", Language.SW),
 }
 REPLY_MAX = 306  # two GSM-7 parts: progress for several courses may need the second
-NETWORKS = {"63902": Network.SAFARICOM, "63903": Network.AIRTEL, "63907": Network.TELKOM}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +67,9 @@ def parse_command(raw: str) -> Command:
     words = raw.strip().upper().replace(",", " ").replace(".", " ").split()
     keyword = words[0] if words else ""
     name, language = KEYWORDS.get(keyword, ("help", None))
-    number = int(words[1]) if len(words) > 1 and words[1].isdigit() and len(words[1]) <= 2 else None
+    number = (
+        int(words[1]) if len(words) > 1 and words[1].isascii() and words[1].isdigit() and len(words[1]) <= 2 else None
+    )
     return Command(name=name, keyword=keyword if keyword in KEYWORDS else "HELP", language=language, number=number)
 
 
@@ -107,11 +110,11 @@ class SmsCommands:
             phone = normalize_msisdn(sender)
             profiles = await profiles_on_phone(session=session, e164=phone)
         command = parse_command(body)
-        reply, learner = await self._answer(command, phone, profiles, NETWORKS.get(network_code or ""))
+        reply, learner = await self._answer(command, phone, profiles, network_from_code(network_code))
         reply = to_gsm7(reply)[:REPLY_MAX]
         language = command.language or (learner.language if learner else Language.EN)
         now = self._clock.now()
-        log_id = uuid.uuid4()
+        log_id = new_id()
         async with self._sessions() as session, session.begin():
             row = await session.get(InboundSms, inbound_id, populate_existing=True)
             if row is None or row.status is not InboundStatus.RECEIVED:
@@ -122,7 +125,7 @@ class SmsCommands:
                     id=log_id,
                     institution_id=learner.institution_id if learner else None,
                     learner_id=learner.learner_id if learner else None,
-                    event="sms_reply",
+                    event=REPLY_EVENT,
                     channel=NotificationChannel.SMS,
                     language=language,
                     recipient=phone,
@@ -133,33 +136,7 @@ class SmsCommands:
                     updated_at=now,
                 )
             )
-        await self._send(log_id, phone, reply)
-
-    async def _send(self, log_id: uuid.UUID, phone: str, message: str) -> None:
-        error: str | None
-        message_id: str | None
-        parts: int | None
-        cost: int | None
-        try:
-            result = await self._sender.send(message, [phone])
-        except SmsSendError as exc:
-            status, message_id, error, parts, cost = NotificationStatus.FAILED, None, exc.detail, None, None
-            if exc.retryable:
-                status = NotificationStatus.QUEUED  # the pending-notifications job tries again
-        else:
-            mine = next((r for r in result.recipients if r.number == phone), None)
-            accepted = mine is not None and mine.accepted
-            status = NotificationStatus.SENT if accepted else NotificationStatus.FAILED
-            message_id = mine.message_id if mine else None
-            error = None if accepted else (mine.status if mine else result.summary)
-            parts, cost = result.parts, mine.cost_minor if mine else None
-        async with self._sessions() as session, session.begin():
-            entry = await session.get(NotificationLog, log_id)
-            if entry is None:
-                return
-            entry.status, entry.provider_message_id, entry.error = status, message_id, error
-            entry.segments, entry.cost_minor, entry.attempts = parts, cost, entry.attempts + 1
-            entry.sent_at = self._clock.now() if status is NotificationStatus.SENT else None
+        await deliver_sms(sessions=self._sessions, sender=self._sender, log_id=log_id, clock=self._clock)
 
     async def _answer(
         self, command: Command, phone: str, profiles: list[Profile], network: Network | None
@@ -198,14 +175,7 @@ class SmsCommands:
             reports = await progress_report(session=session, learner_id=profile.learner_id)
         if not reports:
             return text(language, "sms.progress_none", name=profile.display_name)
-        parts = []
-        for report in reports:
-            line = text(language, "progress.line", course=report.course.title(language), percent=report.percent)
-            if report.last_scores:
-                line += text(language, "progress.scores", scores=",".join(f"{s}%" for s in report.last_scores))
-            if report.certificate_code:
-                line += text(language, "progress.cert", code=report.certificate_code)
-            parts.append(line)
+        parts = progress_lines(language, reports)
         return f"{profile.display_name}: " + "; ".join(parts)
 
     async def _renew(self, profile: Profile, language: Language, phone: str, network: Network | None) -> str:
@@ -232,6 +202,5 @@ class SmsCommands:
             return text(language, "sms.renew_failed", name=name)
         if not approval.pushed:
             return text(language, "sms.renew_pending", name=name)
-        amount = sub.amount_minor // 100
         provider = PROVIDER_NAMES[provider_for(phone, network)]
-        return text(language, "sms.renew_started", name=name, provider=provider, amount=f"{amount:,}")
+        return text(language, "sms.renew_started", name=name, provider=provider, amount=shillings(sub.amount_minor))

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from lms_domain.phones import Network, network_of, normalize_msisdn
+from lms_domain.phones import code_for_network, network_of, normalize_msisdn
 
-NETWORK_CODES = {Network.SAFARICOM: "63902", Network.AIRTEL: "63903", Network.TELKOM: "63907"}
 Reader = Callable[[str], Awaitable[str | None]]  # prompt -> a line, or None at end of input
 Writer = Callable[[str], None]
 
@@ -78,7 +77,7 @@ async def run_terminal(
         url=url,
         phone=e164,
         service_code=service_code,
-        network_code=network_code or NETWORK_CODES.get(network_of(e164), "63902"),
+        network_code=network_code or code_for_network(network_of(e164)) or "63902",
     )
     sessions = 0
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:

@@ -59,6 +59,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "register.pin_bad": ("A PIN is 4 digits.", "PIN ni tarakimu 4."),
     "register.pin_confirm": ("Enter the PIN again:", "Weka PIN tena:"),
     "register.pin_mismatch": ("The PINs differ.", "PIN hazilingani."),
+    "register.exists": (
+        "{name} is already registered on this phone. Dial again and enter your PIN.",
+        "{name} amesajiliwa tayari kwenye simu hii. Piga tena na uweke PIN yako.",
+    ),
     "register.done": (
         "Welcome {name}! You are registered at {school}.",
         "Karibu {name}! Umesajiliwa {school}.",
@@ -119,6 +123,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "sub.prompt": (
         "You will get an {provider} prompt to enter your PIN.",
         "Utapokea ombi la {provider} kuweka PIN yako.",
+    ),
+    "sub.pending": (
+        "An {provider} prompt was already sent. Check your phone.",
+        "Ombi la {provider} limeshatumwa. Angalia simu yako.",
+    ),
+    "sub.wait": (
+        "Please wait 2 minutes before asking for another prompt.",
+        "Tafadhali subiri dakika 2 kabla ya kuomba ombi jingine.",
     ),
     "sub.cancelled": ("Renewal cancelled. Nothing was charged.", "Umeghairi. Hakuna pesa iliyotozwa."),
     "sub.not_renewable": (
@@ -197,3 +209,9 @@ def text(language: Language, key: str, **values: Any) -> str:
     en, sw = MESSAGES[key]
     template = sw if language is Language.SW else en
     return template.format(**values) if values else template
+
+
+def shillings(amount_minor: int) -> str:
+    """KES minor units as people read them: 30000 -> "300", 250050 -> "2,500.50"."""
+    whole, cents = divmod(amount_minor, 100)
+    return f"{whole:,}" if cents == 0 else f"{whole:,}.{cents:02d}"

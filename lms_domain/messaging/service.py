@@ -37,16 +37,20 @@ async def record_delivery_report(*, session: AsyncSession, fields: dict[str, Any
     if await insert_once(session, SmsDeliveryReport, values, unique=["message_id", "status"]) is None:
         return False
     status = fields["status"]
+    # The first final status stands: reports may arrive out of order, and a message is not
+    # both delivered and failed.
+    open_entry = sa.and_(
+        NotificationLog.provider_message_id == fields["message_id"],
+        NotificationLog.status.not_in([NotificationStatus.DELIVERED, NotificationStatus.FAILED]),
+    )
     if status in FINAL_SUCCESS:
         await session.execute(
-            sa.update(NotificationLog)
-            .where(NotificationLog.provider_message_id == fields["message_id"])
-            .values(status=NotificationStatus.DELIVERED, updated_at=now)
+            sa.update(NotificationLog).where(open_entry).values(status=NotificationStatus.DELIVERED, updated_at=now)
         )
     elif status in FINAL_FAILURE:
         await session.execute(
             sa.update(NotificationLog)
-            .where(NotificationLog.provider_message_id == fields["message_id"])
+            .where(open_entry)
             .values(status=NotificationStatus.FAILED, error=fields.get("failure_reason") or status, updated_at=now)
         )
     return True

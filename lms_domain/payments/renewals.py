@@ -43,7 +43,7 @@ REPUSH_SPACING = timedelta(minutes=2)
 # A paybill payment of the renewal amount counts as the renewal this long before it is due.
 EARLY_PAYMENT_WINDOW = timedelta(days=7)
 _OPEN_INTENT = (IntentStatus.CREATED, IntentStatus.PENDING, IntentStatus.UNKNOWN)
-_RENEWABLE = (
+RENEWABLE = (
     SubscriptionStatus.ACTIVE,
     SubscriptionStatus.PAST_DUE,
     SubscriptionStatus.GRACE,
@@ -94,7 +94,7 @@ async def _prepare(
         ensure_learners_row(subscription, actor, what="subscription")
     if subscription is None:
         raise NotFound("subscription not found")
-    if subscription.status not in _RENEWABLE:
+    if subscription.status not in RENEWABLE:
         raise Conflict(f"the subscription is {subscription.status.value}", code="subscription_not_renewable")
     period = period_start or subscription.current_period_end
     latest = await _latest_attempt(session, subscription.id, period)
@@ -153,6 +153,54 @@ async def _prepare(
     return RenewalApproval(attempt=attempt, intent=intent, pushed=True)
 
 
+async def prepare_renewal(
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    subscription_id: uuid.UUID,
+    actor: Actor | None = None,
+    period_start: datetime | None = None,
+    msisdn: str | None = None,
+    network: Network | None = None,
+    clock: Clock,
+) -> RenewalApproval:
+    """Record the approval and its payment intent, without calling the provider yet: a channel
+    that must answer before the prompt (USSD) learns here whether one will fire, or why not
+    (the 2-minute rule, a prompt still open, nothing to collect), then calls ``fire_renewal``."""
+    async with sessions() as session, session.begin():
+        return await _prepare(
+            session,
+            actor=actor,
+            subscription_id=subscription_id,
+            period_start=period_start,
+            msisdn=msisdn,
+            network=network,
+            clock=clock,
+        )
+
+
+async def fire_renewal(
+    *, sessions: async_sessionmaker[AsyncSession], approval: RenewalApproval, gateways: Gateways, clock: Clock
+) -> RenewalApproval:
+    """Send the prompt a prepared approval needs (none if it found one open or paid). A provider
+    error marks the attempt failed and propagates (with its failure class)."""
+    # Imported here: flows settles renewals (it imports this module), and this starts pushes.
+    from lms_domain.payments.flows import push_intent
+
+    if not approval.pushed or approval.intent is None:
+        return approval
+    try:
+        intent = await push_intent(sessions=sessions, intent=approval.intent, gateways=gateways, clock=clock)
+    except (PaymentGatewayError, InvalidInput) as exc:
+        async with sessions() as session, session.begin():
+            attempt = await session.get(SubscriptionRenewalAttempt, approval.attempt.id)
+            assert attempt is not None
+            attempt.outcome, attempt.resolved_at, attempt.updated_at = RenewalOutcome.FAILED, clock.now(), clock.now()
+            attempt.failure_class = getattr(exc, "failure_class", None)
+            attempt.detail = exc.detail[:255]
+        raise
+    return RenewalApproval(attempt=approval.attempt, intent=intent, pushed=True)
+
+
 async def approve_renewal(
     *,
     sessions: async_sessionmaker[AsyncSession],
@@ -172,32 +220,16 @@ async def approve_renewal(
     ``pushed`` is False when an earlier approval of the same period is still open or paid.
     A provider error marks the attempt failed and propagates (with its failure class).
     """
-    # Imported here: flows settles renewals (it imports this module), and this starts pushes.
-    from lms_domain.payments.flows import push_intent
-
-    async with sessions() as session, session.begin():
-        approval = await _prepare(
-            session,
-            actor=actor,
-            subscription_id=subscription_id,
-            period_start=period_start,
-            msisdn=msisdn,
-            network=network,
-            clock=clock,
-        )
-    if not approval.pushed or approval.intent is None:
-        return approval
-    try:
-        intent = await push_intent(sessions=sessions, intent=approval.intent, gateways=gateways, clock=clock)
-    except (PaymentGatewayError, InvalidInput) as exc:
-        async with sessions() as session, session.begin():
-            attempt = await session.get(SubscriptionRenewalAttempt, approval.attempt.id)
-            assert attempt is not None
-            attempt.outcome, attempt.resolved_at, attempt.updated_at = RenewalOutcome.FAILED, clock.now(), clock.now()
-            attempt.failure_class = getattr(exc, "failure_class", None)
-            attempt.detail = exc.detail[:255]
-        raise
-    return RenewalApproval(attempt=approval.attempt, intent=intent, pushed=True)
+    approval = await prepare_renewal(
+        sessions=sessions,
+        subscription_id=subscription_id,
+        actor=actor,
+        period_start=period_start,
+        msisdn=msisdn,
+        network=network,
+        clock=clock,
+    )
+    return await fire_renewal(sessions=sessions, approval=approval, gateways=gateways, clock=clock)
 
 
 async def record_renewal_failure(session: AsyncSession, intent: PaymentIntent, clock: Clock) -> None:
@@ -228,7 +260,7 @@ async def renewal_awaiting_payment(
         .join(Price, Price.id == Subscription.price_id)
         .where(
             Subscription.learner_id == learner_id,
-            Subscription.status.in_(_RENEWABLE),
+            Subscription.status.in_(RENEWABLE),
             Price.amount_minor == amount_minor,
             sa.or_(
                 Subscription.status != SubscriptionStatus.ACTIVE,

@@ -373,11 +373,6 @@ async def learners_on_phone(*, session: AsyncSession, actor: Actor, raw_msisdn: 
     except InvalidInput as exc:
         # The number names the resource, so one that cannot exist is simply not found.
         raise NotFound(exc.detail, code="invalid_phone") from None
-    stmt = (
-        sa.select(Learner)
-        .join(Phone, Phone.id == Learner.phone_id)
-        .where(Phone.e164 == e164, Learner.deleted_at.is_(None))
-        .order_by(Learner.display_name, Learner.id)
-    )
-    rows = list((await session.scalars(tenant_filter(stmt, Learner.institution_id, actor))).all())
+    stmt = tenant_filter(service.phone_learners_query(e164), Learner.institution_id, actor)
+    rows = list((await session.scalars(stmt)).all())
     return PhoneLearners(phone=e164, items=await learner_views(session=session, learners=rows))

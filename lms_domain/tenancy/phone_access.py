@@ -16,13 +16,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lms_domain.clock import Clock
-from lms_domain.errors import InvalidInput, NotFound, PermissionDenied
+from lms_domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from lms_domain.i18n import Language
 from lms_domain.phones import normalize_msisdn
 from lms_domain.security import Hasher, check_pin_format
 from lms_domain.tenancy.locks import locked_learner
-from lms_domain.tenancy.models import Institution, Learner, Phone, UnknownPhonePolicy
-from lms_domain.tenancy.service import create_learner
+from lms_domain.tenancy.models import Institution, Learner, UnknownPhonePolicy
+from lms_domain.tenancy.service import create_learner, phone_learners_query
 
 PIN_TRIES = 3
 PIN_LOCKOUT = timedelta(minutes=15)
@@ -48,15 +48,11 @@ class PinCheck:
 
 
 async def profiles_on_phone(*, session: AsyncSession, e164: str) -> list[Profile]:
-    """Every active profile dialling from ``e164``, in a stable order (the menu numbers them)."""
-    rows = await session.execute(
-        sa.select(Learner.id, Learner.display_name, Learner.language, Learner.institution_id, Learner.pin_hash)
-        .join(Phone, Phone.id == Learner.phone_id)
-        .join(Institution, Institution.id == Learner.institution_id)
-        .where(Phone.e164 == e164, Learner.deleted_at.is_(None), Institution.is_active.is_(True))
-        .order_by(Learner.display_name, Learner.id)
-    )
-    return [Profile(r[0], r[1], r[2], r[3], r[4] is not None) for r in rows]
+    """Every live profile dialling from ``e164`` whose school is active, numbered as every
+    channel numbers them (``phone_learners_query``)."""
+    stmt = phone_learners_query(e164).join(Institution, Institution.id == Learner.institution_id)
+    rows = await session.scalars(stmt.where(Institution.is_active.is_(True)))
+    return [Profile(r.id, r.display_name, r.language, r.institution_id, r.pin_hash is not None) for r in rows]
 
 
 def _locked(learner: Learner, now: datetime) -> bool:
@@ -71,8 +67,8 @@ async def check_pin(
 
     The argon2 check runs in a thread and outside any transaction: it takes tens of
     milliseconds of CPU, which would stall the event loop and, on SQLite, every writer.
-    The counters are then updated under the learner lock, so parallel tries cannot each
-    see one more try left. A right PIN on a profile with no failures writes nothing.
+    The outcome is then decided under the learner lock. A right PIN on a profile with no
+    failures changes nothing.
     """
     async with sessions() as session:
         learner = await session.get(Learner, learner_id)
@@ -80,11 +76,12 @@ async def check_pin(
             raise NotFound("learner not found")
         if _locked(learner, clock.now()):
             return PinCheck(ok=False, tries_left=0, locked_until=learner.pin_locked_until)
-        stored, clean_record = learner.pin_hash, learner.pin_failed_count == 0 and learner.pin_locked_until is None
+        stored = learner.pin_hash
     well_formed = len(pin) == 4 and pin.isascii() and pin.isdigit()
     right = stored is not None and well_formed and await asyncio.to_thread(hasher.verify, stored, pin)
-    if right and clean_record:
-        return PinCheck(ok=True, tries_left=PIN_TRIES, locked_until=None)  # nothing to reset: no write
+    # Decided again under the lock, even for a right PIN: tries verified in parallel are then
+    # counted one after another, exactly as if typed in turn, so a burst of guesses cannot
+    # slip a right one past a lockout its wrong ones already earned.
     async with sessions() as session, session.begin():
         learner = await locked_learner(session, learner_id)
         now = clock.now()
@@ -125,6 +122,13 @@ def clean_display_name(raw: str) -> str:
     return name
 
 
+async def hash_pin(pin: str, hasher: Hasher) -> str:
+    """A new PIN's hash, computed in a thread: callers hash before opening the transaction that
+    stores it, so no writer waits on argon2."""
+    check_pin_format(pin)
+    return await asyncio.to_thread(hasher.hash, pin)
+
+
 async def register_by_phone(
     *,
     session: AsyncSession,
@@ -132,18 +136,23 @@ async def register_by_phone(
     school_code: str,
     display_name: str,
     language: Language,
-    pin: str,
-    hasher: Hasher,
+    pin_hash: str,
 ) -> Learner:
     """A learner registers themselves from their phone: a profile in the school whose code they
-    typed, with their own PIN. The hash runs in a thread (see ``check_pin``)."""
+    typed, with their own PIN (hashed beforehand by ``hash_pin``)."""
     school = await school_for_registration(session=session, code=school_code)
-    check_pin_format(pin)
-    pin_hash = await asyncio.to_thread(hasher.hash, pin)
+    name = clean_display_name(display_name)
+    # A repeated registration (a gateway retry, a second try after a dropped session) must not
+    # make a twin profile; nor may it open the existing one without its PIN.
+    same = phone_learners_query(normalize_msisdn(e164)).where(
+        Learner.institution_id == school.id, sa.func.lower(Learner.display_name) == name.lower()
+    )
+    if await session.scalar(same) is not None:
+        raise Conflict(f"{name} is already registered on this phone", code="already_registered")
     learner = await create_learner(
         session=session,
         institution_id=school.id,
-        display_name=clean_display_name(display_name),
+        display_name=name,
         phone=normalize_msisdn(e164),
         language=language,
     )

@@ -128,13 +128,17 @@ async def create_learner(
     return learner
 
 
-async def learners_on_phone(*, session: AsyncSession, raw_msisdn: str) -> list[Learner]:
-    """Every active profile that dials from this phone (a parent's phone may hold several)."""
-    e164 = normalize_msisdn(raw_msisdn)
-    rows = await session.scalars(
+def phone_learners_query(e164: str) -> sa.Select[Learner]:
+    """The live profiles that dial from ``e164``, in the order every channel numbers them
+    (the USSD profile menu, ``RENEW 2`` by SMS, the admin's list of a shared phone)."""
+    return (
         sa.select(Learner)
         .join(Phone, Phone.id == Learner.phone_id)
         .where(Phone.e164 == e164, Learner.deleted_at.is_(None))
         .order_by(Learner.display_name, Learner.id)
     )
-    return list(rows)
+
+
+async def learners_on_phone(*, session: AsyncSession, raw_msisdn: str) -> list[Learner]:
+    """Every active profile that dials from this phone (a parent's phone may hold several)."""
+    return list(await session.scalars(phone_learners_query(normalize_msisdn(raw_msisdn))))

@@ -34,6 +34,7 @@ from tests.conftest import T0
 from tests.factories import FAST_HASHER
 
 AT_API_KEY = "sim-at-api-key-ussd-tests"
+UNDELIVERABLE = "+254700000003"  # Juma: accepted by AT, then reported Failed
 AMINA = "+254700000001"  # one profile, PIN 1234, English
 SHARED = "+254700000002"  # Baraka (2345, English) and Zawadi (3456, Kiswahili)
 SAFARICOM, AIRTEL = "63902", "63903"
@@ -124,6 +125,7 @@ async def make_world(
             api_key=AT_API_KEY,
             delivery_report_url=f"{public}/sms/africastalking/delivery",
             inbound_url=f"{public}/sms/africastalking/inbound",
+            delivery_failures={UNDELIVERABLE: "UserIsInactive"},
         ),
     )
     sim = await aiohttp_server(sim_app)
@@ -131,7 +133,7 @@ async def make_world(
         database=DatabaseSettings(url=database_url),
         http=HttpSettings(public_url=public),
         redis=RedisSettings(url=redis_url),
-        notifications=NotificationsSettings(at_api_key=AT_API_KEY),
+        notifications=NotificationsSettings(at_api_key=AT_API_KEY, send_interval_s=0),
         rate_limit=RateLimitSettings(enabled=False),
         payments=PaymentsSettings(
             simulator_url=str(sim.make_url("/")).rstrip("/"),

@@ -5,6 +5,7 @@ gateway or a person sends produces a 500 or a malformed reply."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from datetime import timedelta
 
@@ -12,18 +13,33 @@ import pytest
 import sqlalchemy as sa
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
-from lms_domain.assessments.models import Attempt, AttemptStatus, QuestionChoice
+from lms_domain.assessments.models import Attempt, AttemptStatus, Question, QuestionChoice, Quiz
 from lms_domain.commerce.models import Price, PriceInterval, Product, ProductKind
+from lms_domain.courses.models import Enrollment
 from lms_domain.courses.service import enroll
 from lms_domain.i18n import Language
 from lms_domain.ids import new_id
 from lms_domain.messaging.models import UssdSessionEvent
-from lms_domain.subscriptions.models import Subscription, SubscriptionStatus
+from lms_domain.notifications.gsm import gsm7_length
+from lms_domain.payments.models import PaymentIntent
+from lms_domain.subscriptions.models import (
+    RenewalOutcome,
+    Subscription,
+    SubscriptionRenewalAttempt,
+    SubscriptionStatus,
+)
 from lms_domain.tenancy.models import Institution, Learner, Phone, UnknownPhonePolicy
+from lms_domain.tenancy.phone_access import Profile
+from server.keys import phone_channels_key
+from server.kv import MemoryStore
 from server.seed import DEMO_INSTITUTION_ID, sid
 from tests.conftest import T0
 from tests.factories import make_course, make_learner
 from tests.ussd.conftest import AMINA, CORRECT, SHARED, World, make_world
+from ussd.menus import SCREENS
+from ussd.menus.entry import pin_frame
+from ussd.screens import Ctx, Hop
+from ussd.session_store import Frame, QuizRun, Resume, UssdState
 
 LONG_PHONE = "+254711000005"
 LONG = "Wanjiku-Nyambura Achieng-Odhiambo Kariuki-Mwangi Chebet Mutua"  # 60 characters
@@ -185,13 +201,28 @@ async def test_a_dropped_quiz_resumes_on_redial_with_its_answers(world: World) -
     assert (await amina.dial()).startswith("CON Amina Wanjiru, enter your 4-digit PIN:")
 
 
-async def test_start_again_forgets_the_dropped_quiz(world: World) -> None:
+async def test_start_again_forgets_the_dropped_quiz_once_its_owner_logs_in(world: World) -> None:
     amina = world.phone(AMINA)
     await amina.dial()
     await amina.press("1234", "1", "1", "1", "1")
     await amina.dial()
     assert (await amina.press("2")).startswith("CON Amina Wanjiru, enter your 4-digit PIN:")
+    assert (await amina.press("1234")).startswith("CON Somo: Amina Wanjiru")
     assert (await amina.dial()).startswith("CON Amina Wanjiru, enter your 4-digit PIN:")
+
+
+async def test_on_a_shared_phone_one_learner_cannot_wipe_anothers_dropped_quiz(world: World) -> None:
+    phone = world.phone(SHARED)
+    await phone.dial()
+    await phone.press("1", "2345", "1", "1", "1", "1", "1")  # Baraka answers two questions, then drops
+    offer = await phone.dial()
+    assert offer.startswith("CON Baraka Otieno, you left a quiz at question 3 of 6.")
+    await phone.press("2", "2", "3456", "1", "1", "1", "1")  # Zawadi declines it and starts her own
+    offer = await phone.dial()
+    assert offer.startswith("CON Baraka Otieno, you left a quiz at question 3 of 6."), offer
+    await phone.press("1")
+    question = await phone.press("2345")
+    assert question.startswith("CON Q3/6:"), question
 
 
 async def test_three_wrong_pins_lock_the_profile_for_fifteen_minutes(world: World) -> None:
@@ -328,3 +359,166 @@ async def test_two_server_processes_share_sessions_through_redis(
     assert courses.startswith("CON Choose a course:\n1. Form 2 Mathematics"), courses
     # And a repeat of an earlier hop, on either replica, replays the same reply.
     assert await on_second.hop("1234") == on_first.screens[-1]
+
+
+async def test_every_screen_renders_within_the_budget_on_every_page_in_both_languages(world: World) -> None:
+    """Each screen of the registry, rendered directly with the longest data the schema allows:
+    a screen added later without an entry here fails this test."""
+    learner_id = await _long_learner(world)
+    service = world.app[phone_channels_key].ussd
+    async with world.makers() as session:
+        course_id = await session.scalar(
+            sa.select(Enrollment.course_id).where(Enrollment.learner_id == learner_id).limit(1)
+        )
+        quiz_id = await session.scalar(sa.select(Quiz.id).where(Quiz.course_id == course_id))
+        sub_id = await session.scalar(sa.select(Subscription.id).where(Subscription.learner_id == learner_id))
+    run = QuizRun(attempt_id=str(uuid.uuid4()), quiz_id=str(quiz_id))
+    resume = Resume(learner_id=str(learner_id), name=LONG, language=Language.EN, quiz=run, question=11, total=12)
+    profile = Profile(learner_id, LONG, Language.EN, DEMO_INSTITUTION_ID, True)
+    frames = {
+        "resume": {"resume": resume.model_dump(mode="json")},
+        "profiles": {"profiles": [[str(uuid.uuid4()), LONG, "en", True] for _ in range(9)]},
+        "pin": pin_frame(profile).args,
+        "welcome": {},
+        "reg_language": {},
+        "reg_school": {},
+        "reg_name": {},
+        "reg_pin": {},
+        "reg_pin_confirm": {},
+        "home": {},
+        "courses": {},
+        "quizzes": {"course_id": str(course_id), "course": ["C" * 200, "K" * 200]},
+        "question": {"index": 0},
+        "progress": {},
+        "subscription": {},
+        "renew_confirm": {"id": str(sub_id), "amount": "250,000", "product": "P" * 200, "provider": "airtel"},
+        "language": {},
+    }
+    assert set(frames) == set(SCREENS)
+    for language in Language:
+        for name, args in frames.items():
+            for notice in ("", "Wrong PIN. 2 tries left."):
+                state = UssdState(phone=LONG_PHONE, language=language, learner_id=str(learner_id))
+                state.learner_name, state.profiles, state.quiz = LONG, 3, run
+                state.stack = [Frame(screen="home"), Frame(screen=name, args=dict(args))]
+                hop = Hop(session_id="s", phone=LONG_PHONE, network=None, service_code="*384*123#", text="")
+                ctx = Ctx(service.deps, hop, state)
+                for page in range(12):
+                    state.stack[-1].page = page
+                    reply = await service._render(ctx, notice)
+                    assert len(reply.render()) <= 160, (name, language, page, reply.render())
+
+
+class FlakyStore(MemoryStore):
+    """The session store with a fault to arm: the next ``set`` of a session fails once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_next_set = False
+
+    async def set(self, key: str, value: str, *, ttl_s: float) -> None:
+        if self.fail_next_set and key.startswith("ussd:s:"):
+            self.fail_next_set = False
+            raise ConnectionError("redis went away")
+        await super().set(key, value, ttl_s=ttl_s)
+
+
+async def test_a_store_failure_ends_the_session_politely_and_a_retry_never_registers_twice(world: World) -> None:
+    service = world.app[phone_channels_key].ussd
+    store = FlakyStore()
+    service.deps = dataclasses.replace(service.deps, store=store)
+    new = world.phone("+254722000007")
+    await new.dial()
+    await new.press("1", "1", "DEMO", "Juma Otieno", "4321")
+    store.fail_next_set = True
+    failed = await new.press("4321")  # registers, then the state cannot be saved
+    assert failed == "END Sorry, something went wrong. Please try again."
+    retried = await new.hop("*".join(new.inputs))  # the gateway repeats the hop
+    assert retried == "END Juma Otieno is already registered on this phone. Dial again and enter your PIN."
+    count = await world.scalar(
+        sa.select(sa.func.count(Learner.id))
+        .join(Phone, Phone.id == Learner.phone_id)
+        .where(Phone.e164 == "+254722000007")
+    )
+    assert count == 1
+    await new.dial()
+    assert (await new.press("4321")).startswith("CON Karibu") is False  # English was chosen
+    assert new.screens[-1].startswith("CON Somo: Juma Otieno")
+
+
+async def test_a_session_state_this_version_cannot_read_starts_afresh(world: World) -> None:
+    amina = world.phone(AMINA)
+    await amina.dial()
+    store = world.app[phone_channels_key].ussd.deps.store
+    await store.set(f"ussd:s:{amina.session_id}", '{"phone": 42, "stack": "nonsense"}', ttl_s=60)
+    assert await amina.press("1234") == "CON Amina Wanjiru, enter your 4-digit PIN:"
+
+
+async def test_renew_now_says_when_no_prompt_will_come(world: World) -> None:
+    silent = "+254711000016"  # digit 6: the customer pays but the callback never comes
+    async with world.makers() as session, session.begin():
+        school = await session.get(Institution, DEMO_INSTITUTION_ID)
+        learner = await make_learner(session, institution=school, name="Otieno Silent", phone=silent)
+        session.add(
+            Subscription(
+                id=new_id(),
+                institution_id=DEMO_INSTITUTION_ID,
+                learner_id=learner.id,
+                product_id=sid("product", "premium"),
+                price_id=sid("price", "premium", "month"),
+                status=SubscriptionStatus.ACTIVE,
+                current_period_start=T0 - timedelta(days=27),
+                current_period_end=T0 + timedelta(days=3),
+            )
+        )
+        learner_id = learner.id
+    phone = world.phone(silent)
+    await phone.dial()
+    await phone.press("1234", "3", "1")
+    assert await phone.press("1") == "END You will get an M-Pesa prompt to enter your PIN."
+    await world.app[phone_channels_key].background.drain()
+    # Approving again while that prompt is open fires nothing and says so.
+    await phone.dial()
+    await phone.press("1234", "3", "1")
+    assert await phone.press("1") == "END An M-Pesa prompt was already sent. Check your phone."
+    prompts = await world.scalar(
+        sa.select(sa.func.count(PaymentIntent.id)).where(PaymentIntent.learner_id == learner_id)
+    )
+    assert prompts == 1
+
+
+async def test_after_a_cancelled_prompt_the_next_waits_two_minutes(world: World) -> None:
+    phone = world.phone(SHARED)
+    await phone.dial()
+    await phone.press("2", "3456", "3", "1")
+    assert (await phone.press("1")).startswith("END Utapokea ombi la M-Pesa")
+
+    async def cancelled() -> bool:
+        outcome = await world.scalar(
+            sa.select(SubscriptionRenewalAttempt.outcome).where(
+                SubscriptionRenewalAttempt.subscription_id == sid("subscription", "zawadi")
+            )
+        )
+        return outcome is RenewalOutcome.FAILED
+
+    await world.settle(cancelled, "the cancelled prompt")
+    await phone.dial()
+    await phone.press("2", "3456", "3", "1")
+    assert await phone.press("1") == "END Tafadhali subiri dakika 2 kabla ya kuomba ombi jingine."
+    world.clock.advance(timedelta(minutes=2, seconds=1))
+    await phone.dial()
+    await phone.press("2", "3456", "3", "1")
+    assert (await phone.press("1")).startswith("END Utapokea ombi la M-Pesa")
+
+
+async def test_a_question_with_extension_characters_stays_within_the_septet_budget(world: World) -> None:
+    async with world.makers() as session, session.begin():
+        quiz_id = await session.scalar(sa.select(Quiz.id).where(Quiz.course_id == sid("course", "form2-maths")))
+        question = await session.scalar(sa.select(Question).where(Question.quiz_id == quiz_id, Question.position == 0))
+        assert question is not None
+        question.prompt_en = "Evaluate {[(2^3)|~4]} \\ € " * 12
+    amina = world.phone(AMINA)
+    await amina.dial()
+    await amina.press("1234", "1", "1")
+    screen = await amina.press("1")
+    assert gsm7_length(screen) == len(screen) <= 160, screen

@@ -18,7 +18,8 @@ from lms_domain.payments.models import PaymentIntent
 from lms_domain.subscriptions.models import RenewalOutcome, SubscriptionRenewalAttempt
 from server.keys import phone_channels_key
 from server.seed import sid
-from tests.ussd.conftest import AMINA, SHARED, World
+from tests.ussd.conftest import AMINA, SHARED, UNDELIVERABLE, World
+from ussd.sms import parse_command
 
 
 async def text_in(world: World, sender: str, body: str) -> dict[str, Any]:
@@ -172,21 +173,30 @@ async def test_an_unknown_phone_is_told_how_to_register(world: World) -> None:
 
 
 async def test_delivery_reports_are_stored_once_and_a_failure_reaches_the_send_log(world: World) -> None:
-    await text_in(world, AMINA, "HELP")
-    await replies_to(world, AMINA, 1)
-    [entry] = await logged(world, AMINA)
-    report = {
-        "id": entry.provider_message_id,
-        "status": "Failed",
-        "phoneNumber": AMINA,
-        "failureReason": "UserIsInactive",
-    }
-    first = await world.client.post("/sms/africastalking/delivery", data=report)
+    await text_in(world, UNDELIVERABLE, "HELP")
+    await replies_to(world, UNDELIVERABLE, 1)
+
+    async def failed() -> bool:
+        rows = await logged(world, UNDELIVERABLE)
+        return len(rows) == 1 and rows[0].status is NotificationStatus.FAILED
+
+    await settle(world, failed, "the Failed delivery report")
+    [entry] = await logged(world, UNDELIVERABLE)
+    assert entry.error == "UserIsInactive"
+    # AT retries a report it thinks we missed: stored once; and a late "Success" for the same
+    # message does not turn a failure into a delivery.
+    report = {"id": entry.provider_message_id, "status": "Failed", "failureReason": "UserIsInactive"}
     again = await world.client.post("/sms/africastalking/delivery", data=report)
-    assert (await first.json(), await again.json()) == ({"stored": True}, {"stored": False})
-    [entry] = await logged(world, AMINA)
-    assert entry.status is NotificationStatus.FAILED and entry.error == "UserIsInactive"
+    late = await world.client.post("/sms/africastalking/delivery", data={**report, "status": "Success"})
+    assert (await again.json(), await late.json()) == ({"stored": False}, {"stored": True})
+    [entry] = await logged(world, UNDELIVERABLE)
+    assert entry.status is NotificationStatus.FAILED
     bad = await world.client.post("/sms/africastalking/delivery", data={"status": "Success"})
     assert bad.status == 422 and (await bad.json())["code"] == "delivery_report_invalid"
     bad = await world.client.post("/sms/africastalking/inbound", json={"from": AMINA})
     assert bad.status == 422 and (await bad.json())["code"] == "inbound_sms_invalid"
+
+
+def test_a_profile_number_must_be_ascii_digits() -> None:
+    assert parse_command("RENEW ²").number is None
+    assert parse_command("renew 2").number == 2 and parse_command("Lipa, 2.").name == "renew"

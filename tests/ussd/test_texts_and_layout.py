@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lms_domain.i18n import Language
-from lms_domain.notifications.gsm import is_gsm7, sms_segments
+from lms_domain.notifications.gsm import gsm7_length, is_gsm7, sms_segments
 from ussd.layout import BODY_BUDGET, clean, paginate
 from ussd.texts import MESSAGES, text
 
@@ -59,7 +59,7 @@ def test_every_text_is_gsm7_and_fits_with_its_longest_values() -> None:
     for key in MESSAGES:
         for language in Language:
             filled = text(language, key, **{k: v for k, v in LONG.items() if k in _fields(MESSAGES[key][0])})
-            assert is_gsm7(filled), (key, language, filled)
+            assert is_gsm7(filled) and gsm7_length(filled) == len(filled), (key, language, filled)
             if key.startswith("sms."):
                 assert len(filled) <= SMS_MAX, (key, language, len(filled))
             else:
@@ -109,3 +109,9 @@ def test_every_page_fits_and_ends_with_its_footer(
             break
         number += 1
     assert [line.split(".", 1)[0] for line in seen] == [str(i) for i in range(1, len(items) + 1)]
+
+
+@given(st.text(max_size=300))
+def test_cleaned_text_costs_one_septet_per_character(value: str) -> None:
+    cleaned = clean(value)
+    assert gsm7_length(cleaned) == len(cleaned)

@@ -7,33 +7,35 @@ import uuid
 from typing import ClassVar
 
 from lms_domain.clock import to_nairobi
-from lms_domain.errors import DomainError
+from lms_domain.errors import Conflict, DomainError
 from lms_domain.i18n import Language
-from lms_domain.learning.summaries import SubscriptionBrief, learner_subscriptions, progress_report
+from lms_domain.learning.summaries import CourseReport, SubscriptionBrief, learner_subscriptions, progress_report
 from lms_domain.payments.models import Provider
 from lms_domain.payments.ports import PaymentGatewayError
-from lms_domain.payments.renewals import approve_renewal, provider_for
-from lms_domain.phones import Network
-from lms_domain.subscriptions.models import SubscriptionStatus
+from lms_domain.payments.renewals import RENEWABLE, RenewalApproval, fire_renewal, prepare_renewal, provider_for
 from lms_domain.tenancy.phone_access import set_language
 from ussd.layout import clean
 from ussd.menus.entry import entry_frame
 from ussd.screens import Ctx, Deps, End, Go, Outcome, Stay, View, choice, numbered
 from ussd.session_store import Frame
+from ussd.texts import shillings, text
 
 log = logging.getLogger("somo.ussd")
 
-RENEWABLE = {
-    SubscriptionStatus.ACTIVE,
-    SubscriptionStatus.PAST_DUE,
-    SubscriptionStatus.GRACE,
-    SubscriptionStatus.UNPAID,
-}
 PROVIDER_NAMES = {Provider.MPESA: "M-Pesa", Provider.AIRTEL: "Airtel Money"}
 
 
-def help_text(ctx: Ctx) -> str:
-    return ctx.t("help.text", code=ctx.deps.service_code, shortcode=ctx.deps.sms_shortcode)
+def progress_lines(language: Language, reports: list[CourseReport]) -> list[str]:
+    """One line per course, shared by the USSD screen and the SMS reply."""
+    lines = []
+    for report in reports:
+        line = text(language, "progress.line", course=clean(report.course.title(language)), percent=report.percent)
+        if report.last_scores:
+            line += text(language, "progress.scores", scores=",".join(f"{s}%" for s in report.last_scores))
+        if report.certificate_code:
+            line += text(language, "progress.cert", code=report.certificate_code)
+        lines.append(line)
+    return lines
 
 
 class HomeScreen:
@@ -55,7 +57,7 @@ class HomeScreen:
             return Stay(ctx.t("error.choice"))
         entry = entries[picked]
         if entry == "help":
-            return End(help_text(ctx))
+            return End(ctx.help_text())
         if entry == "switch":
             return Go(await entry_frame(ctx), reset=True)
         return Go(Frame(screen={"quiz": "courses"}.get(entry, entry)))
@@ -70,14 +72,7 @@ class ProgressScreen:
             reports = await progress_report(session=session, learner_id=ctx.learner_id)
         if not reports:
             return View(ctx.t("progress.none"))
-        lines = []
-        for report in reports:
-            line = ctx.t("progress.line", course=clean(report.course.title(ctx.language)), percent=report.percent)
-            if report.last_scores:
-                line += ctx.t("progress.scores", scores=",".join(f"{s}%" for s in report.last_scores))
-            if report.certificate_code:
-                line += ctx.t("progress.cert", code=report.certificate_code)
-            lines.append(line)
+        lines = progress_lines(ctx.language, reports)
         return View(ctx.t("progress.title"), lines)
 
     async def answer(self, ctx: Ctx, frame: Frame, value: str) -> Outcome:
@@ -86,10 +81,6 @@ class ProgressScreen:
 
 def _until(sub: SubscriptionBrief) -> str:
     return to_nairobi(sub.grace_until or sub.period_end).strftime("%d/%m/%Y")
-
-
-def _shillings(amount_minor: int) -> str:
-    return f"{amount_minor // 100:,}" if amount_minor % 100 == 0 else f"{amount_minor / 100:,.2f}"
 
 
 class SubscriptionScreen:
@@ -114,7 +105,7 @@ class SubscriptionScreen:
             product=clean(sub.product.title(ctx.language)),
             status=ctx.t(f"status.{sub.status.value}"),
             until=_until(sub),
-            amount=_shillings(sub.amount_minor),
+            amount=shillings(sub.amount_minor),
             interval=ctx.t(f"interval.{sub.interval.value}"),
         )
         return View(detail, numbered([ctx.t("sub.renew")]) if sub.status in RENEWABLE else [])
@@ -135,7 +126,7 @@ class SubscriptionScreen:
                 screen="renew_confirm",
                 args={
                     "id": str(sub.id),
-                    "amount": _shillings(sub.amount_minor),
+                    "amount": shillings(sub.amount_minor),
                     "product": clean(sub.product.title(ctx.language)),
                     "provider": provider.value,
                 },
@@ -169,36 +160,39 @@ class RenewConfirmScreen:
             return Stay(ctx.t("error.choice"))
         if picked == 1:
             return End(ctx.t("sub.cancelled"))
-        # The reply goes first and the prompt after it: an STK prompt arrives as a USSD push,
+        # The approval is recorded now, so the closing screen tells the truth (a prompt, or why
+        # none); the prompt itself goes after the reply: an STK prompt arrives as a USSD push,
         # which would clash with this session while it is still open.
-        subscription_id = uuid.UUID(frame.args["id"])
-        ctx.deps.spawn(
-            _renew(ctx.deps, subscription_id, ctx.hop.phone, ctx.hop.network),
-            f"ussd-renewal:{subscription_id}",
-        )
-        return End(ctx.t("sub.prompt", provider=PROVIDER_NAMES[Provider(frame.args["provider"])]))
+        provider = PROVIDER_NAMES[Provider(frame.args["provider"])]
+        try:
+            approval = await prepare_renewal(
+                sessions=ctx.deps.sessions,
+                subscription_id=uuid.UUID(frame.args["id"]),
+                msisdn=ctx.hop.phone,
+                network=ctx.hop.network,
+                clock=ctx.deps.clock,
+            )
+        except Conflict as refused:
+            if refused.code == "renewal_push_too_soon":
+                return End(ctx.t("sub.wait"))
+            return End(ctx.t("sub.not_renewable"))
+        except DomainError:
+            return End(ctx.t("sub.not_renewable"))
+        if not approval.pushed:
+            return End(ctx.t("sub.pending", provider=provider))
+        ctx.deps.spawn(_fire(ctx.deps, approval), f"ussd-renewal:{approval.attempt.id}")
+        return End(ctx.t("sub.prompt", provider=provider))
 
 
-async def _renew(deps: Deps, subscription_id: uuid.UUID, phone: str, network: Network | None) -> None:
-    """Fire the approved renewal's prompt; failures are the attempt's outcome, already recorded
-    by the flow, and dunning follows them up. Nothing here may escape into the event loop."""
+async def _fire(deps: Deps, approval: RenewalApproval) -> None:
+    """Send the approved renewal's prompt. A failure is the attempt's outcome, recorded by the
+    flow for dunning to follow up; nothing here may escape into the event loop."""
     try:
-        approval = await approve_renewal(
-            sessions=deps.sessions,
-            subscription_id=subscription_id,
-            msisdn=phone,
-            network=network,
-            gateways=deps.gateways,
-            clock=deps.clock,
-        )
-        log.info(
-            "ussd renewal approved",
-            extra={"subscription_id": str(subscription_id), "pushed": approval.pushed},
-        )
+        await fire_renewal(sessions=deps.sessions, approval=approval, gateways=deps.gateways, clock=deps.clock)
     except (DomainError, PaymentGatewayError) as exc:
         log.warning(
-            "ussd renewal not started",
-            extra={"subscription_id": str(subscription_id), "error": getattr(exc, "code", type(exc).__name__)},
+            "ussd renewal prompt not sent",
+            extra={"attempt_id": str(approval.attempt.id), "error": getattr(exc, "code", type(exc).__name__)},
         )
 
 

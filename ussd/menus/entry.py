@@ -7,13 +7,14 @@ import uuid
 from typing import ClassVar
 
 from lms_domain.clock import to_nairobi
-from lms_domain.errors import InvalidInput, NotFound, PermissionDenied
+from lms_domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from lms_domain.i18n import Language
 from lms_domain.security import check_pin_format
 from lms_domain.tenancy.phone_access import (
     Profile,
     check_pin,
     clean_display_name,
+    hash_pin,
     profiles_on_phone,
     register_by_phone,
     school_for_registration,
@@ -23,21 +24,47 @@ from ussd.screens import Ctx, End, Go, Outcome, Stay, View, choice, numbered
 from ussd.session_store import Frame, Resume, resume_key
 
 
-async def entry_frame(ctx: Ctx) -> Frame:
-    """The first screen for this phone: its profiles, or registration for an unknown phone."""
+async def _profiles(ctx: Ctx) -> list[Profile]:
     async with ctx.deps.read_sessions() as session:
         profiles = await profiles_on_phone(session=session, e164=ctx.hop.phone)
     ctx.state.learner_id, ctx.state.learner_name, ctx.state.quiz = None, "", None
     ctx.state.profiles = len(profiles)
+    if profiles:
+        ctx.state.language = profiles[0].language
+    return profiles
+
+
+def _choose(profiles: list[Profile]) -> Frame:
     if not profiles:
         return Frame(screen="welcome")
-    ctx.state.language = profiles[0].language
     if len(profiles) == 1:
         return pin_frame(profiles[0])
     return Frame(
         screen="profiles",
         args={"profiles": [[str(p.learner_id), clean(p.display_name), p.language.value, p.has_pin] for p in profiles]},
     )
+
+
+async def entry_frame(ctx: Ctx) -> Frame:
+    """The screen that asks who is dialling: their profiles, or registration for an unknown phone."""
+    return _choose(await _profiles(ctx))
+
+
+async def first_frame(ctx: Ctx) -> Frame:
+    """The first screen of a dial: the offer to continue a quiz one of the phone's learners
+    dropped within the resume window, else ``entry_frame``."""
+    profiles = await _profiles(ctx)
+    for profile in profiles:
+        raw = await ctx.deps.store.get(resume_key(ctx.hop.phone, str(profile.learner_id)))
+        if raw is None:
+            continue
+        try:
+            saved = Resume.model_validate_json(raw)
+        except ValueError:
+            continue
+        ctx.state.language = saved.language
+        return Frame(screen="resume", args={"resume": saved.model_dump(mode="json")})
+    return _choose(profiles)
 
 
 def pin_frame(profile: Profile, *, then: str = "home") -> Frame:
@@ -75,7 +102,9 @@ class ResumeScreen:
             next_frame.args["resume"] = frame.args["resume"]
             return Go(next_frame, reset=True)
         if picked == 1:
-            await ctx.deps.store.delete(resume_key(ctx.hop.phone))
+            # Not deleted yet: whoever holds a shared phone may decline someone else's quiz.
+            # It goes once its owner logs in after declining (see PinScreen).
+            ctx.state.scratch["declined_resume"] = saved.learner_id
             return Go(await entry_frame(ctx), reset=True)
         return Stay(ctx.t("error.choice"))
 
@@ -121,7 +150,10 @@ class PinScreen:
             return End(ctx.t("pin.locked", time=until))
         if not result.ok:
             return Stay(ctx.t("pin.wrong", tries=result.tries_left))
+        declined = ctx.state.scratch.get("declined_resume")
         await login(ctx, learner_id=args["learner_id"], name=args["name"], language=Language(args["language"]))
+        if declined == args["learner_id"]:
+            await ctx.deps.store.delete(resume_key(ctx.hop.phone, args["learner_id"]))
         if args.get("then") == "resume_quiz":
             from ussd.menus.quiz import resume_quiz
 
@@ -143,7 +175,7 @@ class WelcomeScreen:
         if picked == 0:
             return Go(Frame(screen="reg_language"))
         if picked == 1:
-            return End(ctx.t("help.text", code=ctx.deps.service_code, shortcode=ctx.deps.sms_shortcode))
+            return End(ctx.help_text())
         return Stay(ctx.t("error.choice"))
 
 
@@ -233,6 +265,7 @@ class RegPinConfirmScreen:
         scratch = ctx.state.scratch
         if _pin_digest(ctx, pin) != scratch.get("pin_digest"):
             return Go(Frame(screen="reg_pin"), notice=ctx.t("register.pin_mismatch"))
+        pin_hash = await hash_pin(pin, ctx.deps.hasher)
         try:
             async with ctx.deps.sessions() as session, session.begin():
                 learner = await register_by_phone(
@@ -241,11 +274,12 @@ class RegPinConfirmScreen:
                     school_code=scratch["school_code"],
                     display_name=scratch["name"],
                     language=ctx.state.language,
-                    pin=pin,
-                    hasher=ctx.deps.hasher,
+                    pin_hash=pin_hash,
                 )
         except PermissionDenied:
             return End(ctx.t("register.ask_school", school=scratch.get("school", "")))
+        except Conflict:
+            return End(ctx.t("register.exists", name=scratch["name"]))
         except NotFound:
             return Go(Frame(screen="reg_school"), reset=True, notice=ctx.t("register.school_unknown"))
         school = scratch.get("school", "")

@@ -14,7 +14,7 @@ from typing import ClassVar
 from lms_domain.assessments import service as attempts
 from lms_domain.assessments.certificates import format_code
 from lms_domain.assessments.models import Channel
-from lms_domain.errors import NotFound, PermissionDenied, PreconditionFailed
+from lms_domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied, PreconditionFailed
 from lms_domain.i18n import pick
 from lms_domain.learning.summaries import QuizContent, course_quizzes, enrolled_courses, given_answers
 from ussd.layout import clean
@@ -124,7 +124,9 @@ async def _save_resume(ctx: Ctx, content: QuizContent, index: int) -> None:
         question=index,
         total=len(content.questions),
     )
-    await ctx.deps.store.set(resume_key(ctx.hop.phone), record.model_dump_json(), ttl_s=ctx.deps.resume_ttl_s)
+    await ctx.deps.store.set(
+        resume_key(ctx.hop.phone, ctx.state.learner_id), record.model_dump_json(), ttl_s=ctx.deps.resume_ttl_s
+    )
 
 
 async def resume_quiz(ctx: Ctx, saved: Resume) -> Outcome:
@@ -172,8 +174,11 @@ class QuestionScreen:
 
 
 async def _submit(ctx: Ctx, content: QuizContent, run: QuizRun) -> Outcome:
-    live = {str(q.id) for q in content.questions}
-    answers = {uuid.UUID(q): uuid.UUID(c) for q, c in run.answers.items() if q in live}
+    """Submit with every answer. Whatever the domain answers, this quiz run and its resume record
+    end here, so a learner is never left on a question that can no longer be submitted; only an
+    unexpected failure (the database down) keeps the record, to submit on redial."""
+    choices = {str(q.id): {str(c.id) for c in q.choices} for q in content.questions}
+    answers = {uuid.UUID(q): uuid.UUID(c) for q, c in run.answers.items() if c in choices.get(q, ())}
     try:
         async with ctx.deps.sessions() as session, session.begin():
             result = await attempts.submit_attempt(
@@ -185,12 +190,15 @@ async def _submit(ctx: Ctx, content: QuizContent, run: QuizRun) -> Outcome:
             )
             attempt, certificate = result.attempt, result.certificate
     except PreconditionFailed:
-        return End(ctx.t("quiz.no_attempts"))
-    except NotFound:
-        return End(ctx.t("quiz.gone"))
-    finally:
-        ctx.state.quiz = None
-    await ctx.deps.store.delete(resume_key(ctx.hop.phone))
+        closing = ctx.t("quiz.no_attempts")
+    except (NotFound, Conflict, InvalidInput):  # deleted, closed elsewhere, or edited meanwhile
+        closing = ctx.t("quiz.gone")
+    else:
+        closing = ""
+    ctx.state.quiz = None
+    await ctx.deps.store.delete(resume_key(ctx.hop.phone, str(ctx.learner_id)))
+    if closing:
+        return End(closing)
     title = clean(pick(ctx.language, content.title_en, content.title_sw))
     values = {
         "score": attempt.score_points or 0,

@@ -1,0 +1,99 @@
+"""Notifications by SMS: queued with the payment they confirm, sent through the AT simulator,
+and never sent to a learner who texted STOP, whether before the cause or after queuing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from lms_domain.notifications.models import NotificationLog, NotificationStatus
+from lms_domain.notifications.service import SEND_ATTEMPTS, deliver_sms, queue_learner_sms
+from lms_domain.subscriptions.models import Subscription
+from server.keys import phone_channels_key
+from server.notifier import send_due
+from server.seed import sid
+from tests.conftest import T0
+from tests.factories import make_learner
+from tests.ussd.conftest import AMINA, World
+from tests.ussd.test_sms import replies_to, text_in
+
+
+async def _renew_amina(world: World) -> None:
+    amina = world.phone(AMINA)
+    await amina.dial()
+    await amina.press("1234", "3", "1", "1")
+
+    async def paid() -> bool:
+        found = await world.scalar(sa.select(Subscription).where(Subscription.id == sid("subscription", "amina")))
+        return bool(found.current_period_end > T0 + timedelta(days=30))
+
+    await world.settle(paid, "the renewal")
+
+
+async def _thanks(world: World) -> NotificationLog:
+    return await world.scalar(
+        sa.select(NotificationLog).where(
+            NotificationLog.event == "payment_received", NotificationLog.learner_id == sid("learner", "amina")
+        )
+    )
+
+
+async def test_a_renewal_paid_on_ussd_is_confirmed_by_sms(world: World) -> None:
+    await _renew_amina(world)
+    queued = await _thanks(world)
+    assert queued.status is NotificationStatus.QUEUED and queued.recipient == AMINA
+    assert await send_due(world.app) == {"sent": 1}
+    assert await send_due(world.app) == {}  # sent once
+    [message] = await replies_to(world, AMINA, 1)
+    assert message.startswith("Thank you Amina Wanjiru. We received KES 300, M-Pesa receipt "), message
+    sent = await _thanks(world)
+    assert sent.status in (NotificationStatus.SENT, NotificationStatus.DELIVERED)  # the report may be back
+    assert sent.provider_message_id and sent.segments == 1
+
+
+async def test_a_learner_who_texted_stop_gets_no_notification(world: World) -> None:
+    await text_in(world, AMINA, "STOP")
+    await replies_to(world, AMINA, 1)  # the confirmation of STOP itself
+    await _renew_amina(world)
+    assert (await _thanks(world)).status is NotificationStatus.SUPPRESSED
+    assert await send_due(world.app) == {}
+    assert len(await replies_to(world, AMINA, 1)) == 1
+
+
+async def test_stop_after_queuing_still_stops_the_message(world: World) -> None:
+    await _renew_amina(world)
+    await text_in(world, AMINA, "SIMAMISHA")
+    await replies_to(world, AMINA, 1)
+    assert await send_due(world.app) == {"suppressed": 1}
+    assert (await _thanks(world)).status is NotificationStatus.SUPPRESSED
+
+
+async def test_a_retryable_failure_is_retried_then_given_up(world: World) -> None:
+    async with world.makers() as session, session.begin():
+        learner = await make_learner(session, name="Wafula Retry", phone="+254711000008")  # AT answers 500
+        log_id = await queue_learner_sms(
+            session=session,
+            learner_id=learner.id,
+            event="subscription_expired",
+            values={"ussd_code": "*384*123#"},
+            dedupe_key="expired:test",
+            now=T0,
+        )
+        again = await queue_learner_sms(
+            session=session,
+            learner_id=learner.id,
+            event="subscription_expired",
+            values={"ussd_code": "*384*123#"},
+            dedupe_key="expired:test",
+            now=T0,
+        )
+    assert log_id is not None and again is None  # queued once per dedupe key
+    sender = world.app[phone_channels_key].sender
+    for attempt in range(1, SEND_ATTEMPTS + 1):
+        status = await deliver_sms(sessions=world.makers, sender=sender, log_id=log_id, clock=world.clock)
+        expected = NotificationStatus.QUEUED if attempt < SEND_ATTEMPTS else NotificationStatus.FAILED
+        assert status is expected, attempt
+    entry = await world.scalar(sa.select(NotificationLog).where(NotificationLog.id == log_id))
+    assert entry.attempts == SEND_ATTEMPTS and entry.error == "InternalServerError"
+    assert entry.body == "Hi Wafula Retry, your Somo subscription has ended. Dial *384*123# to renew."
