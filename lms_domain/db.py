@@ -205,7 +205,13 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             raise
 
     def _release(conn: sa.Connection) -> None:
-        if conn.info.pop("somo.holds_writer_lock", False):
+        try:
+            info = conn.info
+        except sa.exc.InvalidRequestError:
+            # A connection invalidated mid-transaction (its task cancelled at a deadline): the
+            # pool's invalidate event below releases the lock through the connection record.
+            return
+        if info.pop("somo.holds_writer_lock", False):
             writer_lock.release()
 
     # Released once the transaction has ended (the events fire before the driver's commit

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 
 class KeyValueStore(Protocol):
@@ -90,8 +90,13 @@ class RedisStore:
         return self._redis
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "somo:") -> RedisStore:
-        return cls(Redis.from_url(url, decode_responses=True, socket_timeout=5), prefix=prefix)
+    def from_url(cls, url: str, *, prefix: str = "somo:", max_connections: int = 100) -> RedisStore:
+        """A client whose pool makes callers wait for a free connection (up to 5 s) instead of
+        failing at once when every connection is busy, as redis-py's default pool does."""
+        pool = BlockingConnectionPool.from_url(
+            url, decode_responses=True, socket_timeout=5, max_connections=max_connections, timeout=5
+        )
+        return cls(Redis(connection_pool=pool), prefix=prefix)
 
     async def get(self, key: str) -> str | None:
         value = await self._redis.get(self._prefix + key)
@@ -118,4 +123,4 @@ class RedisStore:
         return bool(await self._redis.ping())
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._redis.aclose(close_connection_pool=True)  # a pool passed in is not closed otherwise

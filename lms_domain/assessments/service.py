@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -195,6 +196,36 @@ async def answer_question(
     return answer
 
 
+def _apply_answers(
+    attempt: Attempt,
+    questions: list[QuestionWithChoices],
+    given: dict[uuid.UUID, Answer],
+    answers: Mapping[uuid.UUID, uuid.UUID],
+    *,
+    now: datetime,
+) -> None:
+    """Record ``answers`` (question -> choice) into ``given``, with ``answer_question``'s rules."""
+    by_question = {item.question.id: item for item in questions}
+    for question_id, choice_id in answers.items():
+        item = by_question.get(question_id)
+        if item is None:
+            raise InvalidInput("that question is not part of this quiz", code="question_not_in_quiz")
+        if all(choice.id != choice_id for choice in item.choices):
+            raise InvalidInput("that choice does not belong to the question", code="choice_not_in_question")
+        answer = given.get(question_id)
+        if answer is None:
+            given[question_id] = Answer(
+                id=natural_id("answer", attempt.id, question_id),
+                institution_id=attempt.institution_id,
+                attempt_id=attempt.id,
+                question_id=question_id,
+                choice_id=choice_id,
+                answered_at=now,
+            )
+        elif answer.choice_id != choice_id:
+            answer.choice_id, answer.answered_at = choice_id, now
+
+
 @dataclass(frozen=True)
 class AttemptResult:
     attempt: Attempt
@@ -228,18 +259,11 @@ async def submit_attempt(
     # counts only while there is room for it.
     if _no_attempts_left(quiz, await attempt_counts(session=session, learner_id=learner.id, quiz_id=quiz.id)):
         raise _refuse_more_attempts(quiz)
-    for question_id, choice_id in (answers or {}).items():
-        await answer_question(
-            session=session,
-            learner_id=learner_id,
-            attempt_id=attempt.id,
-            question_id=question_id,
-            choice_id=choice_id,
-            clock=clock,
-        )
-
     questions = await load_questions(session=session, quiz_id=quiz.id)
     given = {a.question_id: a for a in await session.scalars(sa.select(Answer).where(Answer.attempt_id == attempt.id))}
+    # The last answers are checked against the questions just loaded and applied in memory, so
+    # the whole submission is one flush: one change-sequence take, held only until commit.
+    _apply_answers(attempt, questions, given, answers or {}, now=clock.now())
     score = 0
     max_points = 0
     for item in questions:
@@ -258,6 +282,7 @@ async def submit_attempt(
     attempt.passed = max_points > 0 and percent >= quiz.pass_mark_percent
     attempt.status = AttemptStatus.SUBMITTED
     attempt.submitted_at = clock.now()
+    session.add_all(given.values())
     await session.flush()
 
     certificate = None

@@ -67,8 +67,7 @@ async def check_pin(
 
     The argon2 check runs in a thread and outside any transaction: it takes tens of
     milliseconds of CPU, which would stall the event loop and, on SQLite, every writer.
-    The outcome is then decided under the learner lock. A right PIN on a profile with no
-    failures changes nothing.
+    A right PIN on a profile with no failures (the common case) writes nothing.
     """
     async with sessions() as session:
         learner = await session.get(Learner, learner_id)
@@ -79,9 +78,21 @@ async def check_pin(
         stored = learner.pin_hash
     well_formed = len(pin) == 4 and pin.isascii() and pin.isdigit()
     right = stored is not None and well_formed and await asyncio.to_thread(hasher.verify, stored, pin)
-    # Decided again under the lock, even for a right PIN: tries verified in parallel are then
-    # counted one after another, exactly as if typed in turn, so a burst of guesses cannot
-    # slip a right one past a lockout its wrong ones already earned.
+    # Decided again after the (slow) check, on a fresh read: a lockout that wrong guesses
+    # earned while this one was being verified holds, so a burst of guesses cannot slip a right
+    # one past it. Wrong tries, and a right one that must clear failures, are then counted
+    # under the learner lock, one after another, exactly as if typed in turn.
+    if right:
+        async with sessions() as session:
+            row = (
+                await session.execute(
+                    sa.select(Learner.pin_failed_count, Learner.pin_locked_until, Learner.pin_hash).where(
+                        Learner.id == learner_id
+                    )
+                )
+            ).one()
+        if row.pin_hash == stored and row.pin_failed_count == 0 and row.pin_locked_until is None:
+            return PinCheck(ok=True, tries_left=PIN_TRIES, locked_until=None)  # nothing to clear: no write
     async with sessions() as session, session.begin():
         learner = await locked_learner(session, learner_id)
         now = clock.now()

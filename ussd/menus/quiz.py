@@ -90,6 +90,8 @@ class QuizzesScreen:
                     clock=ctx.deps.clock,
                     channel=Channel.USSD,
                 )
+            # Read after commit: the transaction holds the school's change counter once it wrote.
+            async with ctx.deps.read_sessions() as session:
                 stored = await given_answers(session=session, attempt_id=attempt.id)
             content = await ctx.deps.quizzes.get(quiz_id)
         except PreconditionFailed as refused:
