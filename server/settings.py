@@ -84,8 +84,6 @@ class RateLimitSettings(BaseModel):
     per_client_burst: int = Field(default=200, ge=1)
     per_token_rps: float = Field(default=10.0, gt=0)
     per_token_burst: int = Field(default=60, ge=1)
-    ussd_per_phone_rps: float = Field(default=1.0, gt=0)
-    ussd_per_phone_burst: int = Field(default=10, ge=1)
 
 
 class SecuritySettings(BaseModel):

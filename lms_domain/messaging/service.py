@@ -54,3 +54,24 @@ async def record_delivery_report(*, session: AsyncSession, fields: dict[str, Any
             .values(status=NotificationStatus.FAILED, error=fields.get("failure_reason") or status, updated_at=now)
         )
     return True
+
+
+async def reported_outcome(*, session: AsyncSession, message_id: str) -> tuple[NotificationStatus, str | None] | None:
+    """The final status AT already reported for ``message_id``, if any: a report can arrive
+    before the sender has recorded the message id, and must not be lost for that."""
+    rows = await session.execute(
+        sa.select(SmsDeliveryReport.status, SmsDeliveryReport.failure_reason)
+        .where(
+            SmsDeliveryReport.message_id == message_id,
+            SmsDeliveryReport.status.in_(sorted(FINAL_SUCCESS | FINAL_FAILURE)),
+        )
+        .order_by(SmsDeliveryReport.received_at, SmsDeliveryReport.id)
+        .limit(1)
+    )
+    first = rows.first()
+    if first is None:
+        return None
+    status, reason = first
+    if status in FINAL_SUCCESS:
+        return NotificationStatus.DELIVERED, None
+    return NotificationStatus.FAILED, reason or status

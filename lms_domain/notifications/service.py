@@ -22,6 +22,7 @@ from lms_domain.clock import Clock
 from lms_domain.db import insert_once
 from lms_domain.i18n import Language
 from lms_domain.ids import natural_id, new_id
+from lms_domain.messaging.service import reported_outcome
 from lms_domain.notifications.models import (
     NotificationChannel,
     NotificationLog,
@@ -150,6 +151,12 @@ async def deliver_sms(
         entry.status, entry.provider_message_id, entry.error = status, message_id, error
         entry.segments, entry.cost_minor, entry.updated_at = parts, cost, now
         entry.sent_at = now if status is NotificationStatus.SENT else None
+        if message_id is not None:
+            early = await reported_outcome(session=session, message_id=message_id)
+            if early is not None:
+                entry.status, reason = early
+                entry.error = reason or entry.error
+                status = entry.status
     if status is not NotificationStatus.SENT:
         log.warning("sms not sent", extra={"notification_id": str(log_id), "status": status.value, "error": error})
     return status

@@ -3,11 +3,14 @@ and never sent to a learner who texted STOP, whether before the cause or after q
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
 from lms_domain.notifications.models import NotificationLog, NotificationStatus
+from lms_domain.notifications.ports import SmsRecipientResult, SmsSendResult
 from lms_domain.notifications.service import SEND_ATTEMPTS, deliver_sms, queue_learner_sms
 from lms_domain.subscriptions.models import Subscription
 from server.keys import phone_channels_key
@@ -97,3 +100,61 @@ async def test_a_retryable_failure_is_retried_then_given_up(world: World) -> Non
     entry = await world.scalar(sa.select(NotificationLog).where(NotificationLog.id == log_id))
     assert entry.attempts == SEND_ATTEMPTS and entry.error == "InternalServerError"
     assert entry.body == "Hi Wafula Retry, your Somo subscription has ended. Dial *384*123# to renew."
+
+
+class RecordingSender:
+    """An SmsSender that answers like AT with a known message id: the one way to make AT's
+    delivery report arrive, deterministically, before the send has returned."""
+
+    def __init__(self, before_return: Any) -> None:
+        self.before_return = before_return
+
+    async def send(self, message: str, recipients: Sequence[str], *, sender_id: str | None = None) -> SmsSendResult:
+        await self.before_return()
+        return SmsSendResult(
+            recipients=tuple(
+                SmsRecipientResult(
+                    number=r,
+                    accepted=True,
+                    status="Success",
+                    status_code=102,
+                    message_id="ATXid_early",
+                    cost_minor=80,
+                    retryable=False,
+                )
+                for r in recipients
+            ),
+            parts=1,
+            summary="Sent to 1/1 Total Cost: KES 0.8000 Message parts: 1",
+        )
+
+
+async def test_a_delivery_report_that_overtakes_its_send_is_not_lost(world: World) -> None:
+    async with world.makers() as session, session.begin():
+        log_id = await queue_learner_sms(
+            session=session,
+            learner_id=sid("learner", "amina"),
+            event="subscription_expired",
+            values={"ussd_code": "*384*123#"},
+            dedupe_key="expired:early",
+            now=T0,
+        )
+    assert log_id is not None
+
+    async def report_first() -> None:
+        response = await world.client.post(
+            "/sms/africastalking/delivery",
+            data={"id": "ATXid_early", "status": "Failed", "failureReason": "UserInBlackList"},
+        )
+        assert (await response.json()) == {"stored": True}
+
+    status = await deliver_sms(
+        sessions=world.makers, sender=RecordingSender(report_first), log_id=log_id, clock=world.clock
+    )
+    assert status is NotificationStatus.FAILED
+    entry = await world.scalar(sa.select(NotificationLog).where(NotificationLog.id == log_id))
+    assert (entry.status, entry.error, entry.provider_message_id) == (
+        NotificationStatus.FAILED,
+        "UserInBlackList",
+        "ATXid_early",
+    )
