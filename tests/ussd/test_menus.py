@@ -29,7 +29,6 @@ from lms_domain.subscriptions.models import (
     SubscriptionStatus,
 )
 from lms_domain.tenancy.models import Institution, Learner, Phone, UnknownPhonePolicy
-from lms_domain.tenancy.phone_access import Profile
 from server.keys import phone_channels_key
 from server.kv import MemoryStore
 from server.seed import DEMO_INSTITUTION_ID, sid
@@ -374,11 +373,10 @@ async def test_every_screen_renders_within_the_budget_on_every_page_in_both_lang
         sub_id = await session.scalar(sa.select(Subscription.id).where(Subscription.learner_id == learner_id))
     run = QuizRun(attempt_id=str(uuid.uuid4()), quiz_id=str(quiz_id))
     resume = Resume(learner_id=str(learner_id), name=LONG, language=Language.EN, quiz=run, question=11, total=12)
-    profile = Profile(learner_id, LONG, Language.EN, DEMO_INSTITUTION_ID, True)
     frames = {
         "resume": {"resume": resume.model_dump(mode="json")},
         "profiles": {"profiles": [[str(uuid.uuid4()), LONG, "en", True] for _ in range(9)]},
-        "pin": pin_frame(profile).args,
+        "pin": pin_frame(str(learner_id), LONG, Language.EN).args,
         "welcome": {},
         "reg_language": {},
         "reg_school": {},

@@ -38,7 +38,8 @@ def _choose(profiles: list[Profile]) -> Frame:
     if not profiles:
         return Frame(screen="welcome")
     if len(profiles) == 1:
-        return pin_frame(profiles[0])
+        only = profiles[0]
+        return pin_frame(str(only.learner_id), only.display_name, only.language, has_pin=only.has_pin)
     return Frame(
         screen="profiles",
         args={"profiles": [[str(p.learner_id), clean(p.display_name), p.language.value, p.has_pin] for p in profiles]},
@@ -67,15 +68,16 @@ async def first_frame(ctx: Ctx) -> Frame:
     return _choose(profiles)
 
 
-def pin_frame(profile: Profile, *, then: str = "home") -> Frame:
+def pin_frame(learner_id: str, name: str, language: Language, *, has_pin: bool = True, then: str = "home") -> Frame:
+    """The PIN prompt for one profile; ``then`` is where a right PIN leads."""
     return Frame(
         screen="pin",
         args={
-            "learner_id": str(profile.learner_id),
-            "name": clean(profile.display_name),
-            "language": profile.language.value,
+            "learner_id": learner_id,
+            "name": clean(name),
+            "language": language.value,
             "then": then,
-            "has_pin": profile.has_pin,
+            "has_pin": has_pin,
         },
     )
 
@@ -97,8 +99,7 @@ class ResumeScreen:
         saved = Resume.model_validate(frame.args["resume"])
         picked = choice(value, 2)
         if picked == 0:
-            profile = Profile(uuid.UUID(saved.learner_id), saved.name, saved.language, uuid.UUID(int=0), True)
-            next_frame = pin_frame(profile, then="resume_quiz")
+            next_frame = pin_frame(saved.learner_id, saved.name, saved.language, then="resume_quiz")
             next_frame.args["resume"] = frame.args["resume"]
             return Go(next_frame, reset=True)
         if picked == 1:
@@ -122,9 +123,8 @@ class ProfilesScreen:
         if picked is None:
             return Stay(ctx.t("error.choice"))
         learner_id, name, language, has_pin = profiles[picked]
-        profile = Profile(uuid.UUID(learner_id), name, Language(language), uuid.UUID(int=0), bool(has_pin))
-        ctx.state.language = profile.language
-        return Go(pin_frame(profile))
+        ctx.state.language = Language(language)
+        return Go(pin_frame(learner_id, name, Language(language), has_pin=bool(has_pin)))
 
 
 class PinScreen:
