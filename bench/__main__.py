@@ -3,7 +3,7 @@ with the baseline it measured in the same run; docs/PERFORMANCE.md records the r
 
 import sys
 
-from bench import api_load, change_capture, settlement_load
+from bench import api_load, change_capture, settlement_load, ussd_load
 
 if __name__ == "__main__":
     argv = sys.argv[:]
@@ -13,3 +13,5 @@ if __name__ == "__main__":
     api_load.main()
     sys.argv = [argv[0], "--callbacks", "10000", "--concurrency", "50"]
     settlement_load.main()
+    sys.argv = [argv[0], "--seconds", "5", "--think-seconds", "5", "--warmup", "2", "--learners", "1000"]
+    ussd_load.main()
