@@ -260,3 +260,11 @@ async def insert_once(
     stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=unique).returning(model.id)
     inserted: uuid.UUID | None = await session.scalar(stmt)
     return inserted
+
+
+async def serialize_on(session: AsyncSession, key: str) -> None:
+    """Hold a transaction-scoped lock on ``key``: two transactions that take it run one after
+    the other, the second seeing what the first committed. Postgres needs it (an advisory lock);
+    SQLite's writers are serialised already."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(key, 0))))

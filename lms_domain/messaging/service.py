@@ -9,12 +9,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lms_domain.db import insert_once
+from lms_domain.db import insert_once, serialize_on
 from lms_domain.ids import new_id
 from lms_domain.messaging.models import InboundSms, InboundStatus, SmsDeliveryReport, UssdSessionEvent
 from lms_domain.notifications.models import NotificationLog, NotificationStatus
 
 FINAL_SUCCESS = {"Success"}
+
+
+def message_lock_key(message_id: str) -> str:
+    return f"sms-message:{message_id}"
+
+
 FINAL_FAILURE = {"Failed", "Rejected"}
 
 
@@ -33,6 +39,9 @@ async def record_inbound_sms(*, session: AsyncSession, fields: dict[str, Any], n
 
 async def record_delivery_report(*, session: AsyncSession, fields: dict[str, Any], now: datetime) -> bool:
     """Store one delivery status and carry a final one onto the send log. False for a retry."""
+    # Serialised with the sender recording the message id (see ``message_lock_key``): a report
+    # racing that write would otherwise match no row, and the sender would not see it yet.
+    await serialize_on(session, message_lock_key(fields["message_id"]))
     values = {"id": new_id(), "received_at": now, **fields}
     if await insert_once(session, SmsDeliveryReport, values, unique=["message_id", "status"]) is None:
         return False

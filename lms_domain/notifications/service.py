@@ -19,10 +19,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lms_domain.clock import Clock
-from lms_domain.db import insert_once
+from lms_domain.db import insert_once, serialize_on
 from lms_domain.i18n import Language
 from lms_domain.ids import natural_id, new_id
-from lms_domain.messaging.service import reported_outcome
+from lms_domain.messaging.service import message_lock_key, reported_outcome
 from lms_domain.notifications.models import (
     NotificationChannel,
     NotificationLog,
@@ -144,6 +144,8 @@ async def deliver_sms(
                 status = NotificationStatus.QUEUED
         parts, cost = result.parts, mine.cost_minor if mine else None
     async with sessions() as session, session.begin():
+        if message_id is not None:
+            await serialize_on(session, message_lock_key(message_id))  # with its delivery reports
         entry = await session.get(NotificationLog, log_id, populate_existing=True)
         if entry is None:
             return None
