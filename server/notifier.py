@@ -8,16 +8,14 @@ goes twice. The scheduler issue moves this into its job runner (with quiet hours
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from lms_domain.notifications.service import deliver_sms, due_sms
 from server.keys import clock_key, notifier_task_key, phone_channels_key, sessionmaker_key, settings_key
+from server.periodic import periodic_ctx
 
 log = logging.getLogger("somo.notifications")
 BATCH = 100
@@ -38,23 +36,10 @@ async def send_due(app: web.Application) -> dict[str, int]:
     return dict(outcomes)
 
 
-async def _loop(app: web.Application, interval_s: float) -> None:
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await send_due(app)
-        except Exception:
-            log.exception("sending notifications failed; trying again next interval")
-
-
-async def notifier_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Run the sender for the app's lifetime, unless ``send_interval_s`` is 0."""
-    interval = app[settings_key].notifications.send_interval_s
-    if interval > 0:
-        app[notifier_task_key] = asyncio.create_task(_loop(app, interval), name="notifier")
-    yield
-    if interval > 0:
-        task = app[notifier_task_key]
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+notifier_ctx = periodic_ctx(
+    name="notifier",
+    key=notifier_task_key,
+    interval_s=lambda app: app[settings_key].notifications.send_interval_s,
+    work=send_due,
+    log=log,
+)

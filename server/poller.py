@@ -9,10 +9,7 @@ states keep a double answer harmless. The scheduler issue moves this into its jo
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from aiohttp import web
@@ -20,6 +17,7 @@ from aiohttp import web
 from lms_domain.payments import flows
 from lms_domain.payments.models import IntentStatus
 from server.keys import clock_key, gateways_key, poller_task_key, sessionmaker_key, settings_key
+from server.periodic import periodic_ctx
 
 log = logging.getLogger("somo.payments.poller")
 
@@ -42,23 +40,10 @@ async def poll_once(app: web.Application) -> dict[str, int]:
     return summary
 
 
-async def _loop(app: web.Application, interval_s: float) -> None:
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await poll_once(app)
-        except Exception:
-            log.exception("payment poll failed; trying again next interval")
-
-
-async def poller_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Run the poller for the app's lifetime, unless ``poll_interval_s`` is 0."""
-    interval = app[settings_key].payments.poll_interval_s
-    if interval > 0:
-        app[poller_task_key] = asyncio.create_task(_loop(app, interval), name="payments-poller")
-    yield
-    if interval > 0:
-        task = app[poller_task_key]
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+poller_ctx = periodic_ctx(
+    name="payments-poller",
+    key=poller_task_key,
+    interval_s=lambda app: app[settings_key].payments.poll_interval_s,
+    work=poll_once,
+    log=log,
+)
