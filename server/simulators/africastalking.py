@@ -54,8 +54,6 @@ increasing integers, which is what ``lastReceivedId`` compares.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -404,7 +402,6 @@ class AtSimulator:
 # ---- HTTP ----
 
 at_simulator_key = web.AppKey("at_simulator", AtSimulator)
-at_dispatcher_task_key = web.AppKey("at_dispatcher_task", asyncio.Task[None])
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -470,14 +467,9 @@ async def _reset(request: web.Request) -> web.Response:
 
 async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
     """Own the outbound HTTP session and the callback worker for the app's lifetime."""
-    sim = app[at_simulator_key]
-    async with aiohttp.ClientSession() as session:
-        app[at_dispatcher_task_key] = asyncio.create_task(sim.dispatcher.run(session), name="at-callbacks")
+    dispatcher = app[at_simulator_key].dispatcher
+    async with aiohttp.ClientSession() as session, dispatcher.running(session, name="at-callbacks"):
         yield
-        task = app[at_dispatcher_task_key]
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def add_at_routes(app: web.Application, config: AtSimConfig) -> None:

@@ -68,7 +68,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import json
@@ -637,7 +636,6 @@ def validate_collection(body: Mapping[str, Any], country: str, currency: str) ->
 # ---- HTTP ----
 
 airtel_simulator_key = web.AppKey("airtel_simulator", AirtelSimulator)
-airtel_dispatcher_task_key = web.AppKey("airtel_dispatcher_task", asyncio.Task[None])
 
 Handler = Callable[[AirtelSimulator, web.Request, str, str], Awaitable[tuple[int, dict[str, Any]]]]
 
@@ -734,14 +732,9 @@ async def _reset(request: web.Request) -> web.Response:
 
 async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
     """Own the outbound HTTP session and the callback worker for the app's lifetime."""
-    sim = app[airtel_simulator_key]
-    async with aiohttp.ClientSession() as session:
-        app[airtel_dispatcher_task_key] = asyncio.create_task(sim.dispatcher.run(session), name="airtel-callbacks")
+    dispatcher = app[airtel_simulator_key].dispatcher
+    async with aiohttp.ClientSession() as session, dispatcher.running(session, name="airtel-callbacks"):
         yield
-        task = app[airtel_dispatcher_task_key]
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def add_airtel_routes(app: web.Application, config: AirtelSimConfig) -> None:

@@ -75,7 +75,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import json
 import random
 import re
@@ -767,7 +766,6 @@ def validate_push(body: Mapping[str, Any], *, require_https: bool) -> PushReques
 # ---- HTTP ----
 
 daraja_simulator_key = web.AppKey("daraja_simulator", DarajaSimulator)
-dispatcher_task_key = web.AppKey("daraja_dispatcher_task", asyncio.Task[None])
 
 Handler = Callable[[DarajaSimulator, Mapping[str, Any], web.Request], Mapping[str, Any]]
 
@@ -850,16 +848,11 @@ async def _reset(request: web.Request) -> web.Response:
 async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
     """Own the outbound HTTP session and the callback worker for the app's lifetime."""
     sim = app[daraja_simulator_key]
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession() as session, sim.dispatcher.running(session, name="daraja-callbacks"):
         sim.http = session
-        app[dispatcher_task_key] = asyncio.create_task(sim.dispatcher.run(session), name="daraja-callbacks")
         yield
         await sim.close()
         sim.http = None
-        task = app[dispatcher_task_key]
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def create_daraja_app(config: DarajaSimConfig) -> web.Application:

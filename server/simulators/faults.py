@@ -28,10 +28,11 @@ and, outside bursts, sent one at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import json
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -267,6 +268,18 @@ class CallbackDispatcher:
         """Wait until nothing is queued, held or in flight (lets a test assert "nothing more")."""
         async with asyncio.timeout(timeout_s):
             await self._idle.wait()
+
+    @contextlib.asynccontextmanager
+    async def running(self, session: aiohttp.ClientSession, *, name: str) -> AsyncIterator[None]:
+        """The worker, delivering through ``session`` for as long as the block lasts (a simulator
+        app's lifetime)."""
+        task = asyncio.create_task(self.run(session), name=name)
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def run(self, session: aiohttp.ClientSession) -> None:
         """The worker loop; runs until cancelled by the owning app's cleanup context."""
