@@ -54,10 +54,14 @@ class Money:
         if other.currency != self.currency:
             raise InvalidInput("cannot mix currencies", code="currency_mismatch")
 
+    @property
+    def figure(self) -> str:
+        """The amount as people read it, without the currency: ``3,000`` or ``2,500.50``."""
+        whole, rest = divmod(self.amount_minor, MINOR_PER_MAJOR[self.currency])
+        return f"{whole:,}" + (f".{rest:02d}" if rest else "")
+
     def __str__(self) -> str:
-        per = MINOR_PER_MAJOR[self.currency]
-        whole, rest = divmod(self.amount_minor, per)
-        return f"{self.currency} {whole:,}" + (f".{rest:02d}" if rest else "")
+        return f"{self.currency} {self.figure}"
 
 
 @dataclass(frozen=True, slots=True)

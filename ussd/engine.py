@@ -114,7 +114,7 @@ class UssdService:
         if state is None:
             # A new session starts at the entry screen whatever ``text`` holds: a stale or
             # unknown sessionId must never replay inputs into a PIN prompt or a quiz.
-            state = UssdState(phone=hop.phone)
+            state = UssdState()
             ctx = Ctx(self.deps, hop, state)
             state.stack = [await first_frame(ctx)]
             return state, await self._render(ctx, "")
@@ -123,7 +123,7 @@ class UssdService:
         for value in self._new_inputs(state, hop.text):
             outcome = await self._input(ctx, value.strip())
             if isinstance(outcome, End):
-                state.last_screen = state.stack[-1].screen if state.stack else ""
+                state.last_screen = state.stack[-1].screen
                 return state, Reply(fit(outcome.text), end=True)
             if isinstance(outcome, Go):
                 self._go(state, outcome)

@@ -11,10 +11,10 @@ changes nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from multidict import MultiDictProxy
@@ -33,6 +33,7 @@ from ussd.sms import SmsCommands
 
 log = logging.getLogger("somo.ussd")
 
+T = TypeVar("T")
 MAX_FIELD = 2000  # AT's cumulative text for a long session; anything bigger is not a phone
 
 
@@ -44,6 +45,21 @@ class PhoneChannels:
     clock: Clock
     background: Background
     sender: SmsSender
+
+
+@dataclass(frozen=True)
+class NotificationIn:
+    """One AT notification: its form, and storing it in a unit of work of its own."""
+
+    form: MultiDictProxy[Any]
+    channels: PhoneChannels
+
+    def field(self, name: str, limit: int = MAX_FIELD) -> str:
+        return _field(self.form, name).strip()[:limit]
+
+    async def store(self, record: Callable[..., Awaitable[T]], fields: dict[str, Any]) -> T:
+        async with self.channels.sessions() as session, session.begin():
+            return await record(session=session, fields=fields, now=self.channels.clock.now())
 
 
 def _plain(body: str) -> web.Response:
@@ -88,7 +104,7 @@ def parse_hop(form: MultiDictProxy[Any] | None) -> Hop | None:
 def _int(value: str) -> int | None:
     try:
         return int(float(value))
-    except ValueError:
+    except (ValueError, OverflowError):  # "", "abc", "nan"; "inf" overflows
         return None
 
 
@@ -110,73 +126,62 @@ def phone_routes(channels_of: Callable[[web.Request], PhoneChannels]) -> web.Rou
             return _plain(closing(Language.EN, "error.phone"))
         return _plain(await channels_of(request).ussd.handle(hop))
 
+    async def notification(request: web.Request, required: tuple[str, ...], what: str, code: str) -> NotificationIn:
+        """AT's form for a notification endpoint, refused (422) without the fields AT always sends."""
+        form = await _form(request)
+        if form is None or not all(_field(form, name).strip() for name in required):
+            raise InvalidInput(f"{what} needs {' and '.join(required)}", code=code)
+        return NotificationIn(form, channels_of(request))
+
     @routes.post("/ussd/africastalking/events")
     async def ussd_event(request: web.Request) -> web.Response:
-        form = await _form(request)
-        session_id = _field(form, "sessionId").strip() if form is not None else ""
-        if form is None or not session_id:
-            raise InvalidInput("an end-of-session event needs a sessionId", code="ussd_event_invalid")
-        channels = channels_of(request)
+        got = await notification(request, ("sessionId",), "an end-of-session event", "ussd_event_invalid")
+        session_id = got.field("sessionId", 128)
         fields = {
-            "session_id": session_id[:128],
-            "service_code": _field(form, "serviceCode")[:32],
-            "phone": _field(form, "phoneNumber")[:32],
-            "network_code": _field(form, "networkCode")[:16] or None,
-            "status": (_field(form, "status") or "Unknown")[:32],
-            "duration_ms": _int(_field(form, "durationInMillis")),
-            "hops": _int(_field(form, "hopsCount")),
-            "input": _field(form, "input") or None,
-            "last_app_response": _field(form, "lastAppResponse") or None,
-            "last_screen": await channels.ussd.last_screen(session_id),
-            "error_message": _field(form, "errorMessage") or None,
-            "cost": _field(form, "cost")[:32] or None,
-            "occurred_at": _at_time(_field(form, "date")),
+            "session_id": session_id,
+            "service_code": got.field("serviceCode", 32),
+            "phone": got.field("phoneNumber", 32),
+            "network_code": got.field("networkCode", 16) or None,
+            "status": got.field("status", 32) or "Unknown",
+            "duration_ms": _int(got.field("durationInMillis")),
+            "hops": _int(got.field("hopsCount")),
+            "input": got.field("input") or None,
+            "last_app_response": got.field("lastAppResponse") or None,
+            "last_screen": await got.channels.ussd.last_screen(session_id),
+            "error_message": got.field("errorMessage") or None,
+            "cost": got.field("cost", 32) or None,
+            "occurred_at": _at_time(got.field("date")),
         }
-        async with channels.sessions() as session, session.begin():
-            stored = await record_ussd_event(session=session, fields=fields, now=channels.clock.now())
-        return web.json_response({"stored": stored})
+        return web.json_response({"stored": await got.store(record_ussd_event, fields)})
 
     @routes.post("/sms/africastalking/inbound")
     async def inbound_sms(request: web.Request) -> web.Response:
-        form = await _form(request)
-        at_id = _field(form, "id").strip() if form is not None else ""
-        sender = _field(form, "from").strip() if form is not None else ""
-        if form is None or not at_id or not sender:
-            raise InvalidInput("an inbound SMS needs id and from", code="inbound_sms_invalid")
-        channels = channels_of(request)
+        got = await notification(request, ("id", "from"), "an inbound SMS", "inbound_sms_invalid")
         fields = {
-            "at_id": at_id[:128],
-            "sender": sender[:32],
-            "recipient": _field(form, "to")[:32],
-            "text": _field(form, "text"),
-            "link_id": _field(form, "linkId")[:128] or None,
-            "network_code": _field(form, "networkCode")[:16] or None,
-            "sent_at": _at_time(_field(form, "date")),
+            "at_id": got.field("id", 128),
+            "sender": got.field("from", 32),
+            "recipient": got.field("to", 32),
+            "text": got.field("text"),
+            "link_id": got.field("linkId", 128) or None,
+            "network_code": got.field("networkCode", 16) or None,
+            "sent_at": _at_time(got.field("date")),
         }
-        async with channels.sessions() as session, session.begin():
-            inbound_id = await record_inbound_sms(session=session, fields=fields, now=channels.clock.now())
+        inbound_id = await got.store(record_inbound_sms, fields)
         if inbound_id is not None:
-            channels.background.spawn(channels.sms.process(inbound_id), f"inbound-sms:{at_id}")
+            got.channels.background.spawn(got.channels.sms.process(inbound_id), f"inbound-sms:{fields['at_id']}")
         return web.json_response({"stored": inbound_id is not None})
 
     @routes.post("/sms/africastalking/delivery")
     async def delivery_report(request: web.Request) -> web.Response:
-        form = await _form(request)
-        message_id = _field(form, "id").strip() if form is not None else ""
-        status = _field(form, "status").strip() if form is not None else ""
-        if form is None or not message_id or not status:
-            raise InvalidInput("a delivery report needs id and status", code="delivery_report_invalid")
-        channels = channels_of(request)
+        got = await notification(request, ("id", "status"), "a delivery report", "delivery_report_invalid")
         fields = {
-            "message_id": message_id[:128],
-            "status": status[:32],
-            "phone": _field(form, "phoneNumber")[:32] or None,
-            "network_code": _field(form, "networkCode")[:16] or None,
-            "failure_reason": _field(form, "failureReason")[:64] or None,
-            "retry_count": _int(_field(form, "retryCount")),
+            "message_id": got.field("id", 128),
+            "status": got.field("status", 32),
+            "phone": got.field("phoneNumber", 32) or None,
+            "network_code": got.field("networkCode", 16) or None,
+            "failure_reason": got.field("failureReason", 64) or None,
+            "retry_count": _int(got.field("retryCount")),
         }
-        async with channels.sessions() as session, session.begin():
-            stored = await record_delivery_report(session=session, fields=fields, now=channels.clock.now())
-        return web.json_response({"stored": stored})
+        return web.json_response({"stored": await got.store(record_delivery_report, fields)})
 
     return routes

@@ -154,3 +154,21 @@ def choice(value: str, count: int) -> int | None:
 
 def numbered(labels: list[str]) -> list[str]:
     return [f"{i}. {label}" for i, label in enumerate(labels, start=1)]
+
+
+LANGUAGES = (Language.EN, Language.SW)  # as numbered on the "Choose language" screen
+
+
+def language_choice(value: str) -> Language | None:
+    picked = choice(value, len(LANGUAGES))
+    return None if picked is None else LANGUAGES[picked]
+
+
+class Prompt:
+    """A screen that shows one catalogue text (``prompt``) and waits for an answer."""
+
+    prompt: ClassVar[str]
+    free_text: ClassVar[bool] = False
+
+    async def view(self, ctx: Ctx, frame: Frame) -> View:
+        return View(ctx.t(self.prompt))

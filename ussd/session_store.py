@@ -61,7 +61,6 @@ class Resume(BaseModel):
 
 
 class UssdState(BaseModel):
-    phone: str
     language: Language = Language.EN
     learner_id: str | None = None
     learner_name: str = ""

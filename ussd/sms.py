@@ -16,22 +16,21 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lms_domain.clock import Clock
-from lms_domain.errors import Conflict, DomainError
+from lms_domain.errors import DomainError
 from lms_domain.i18n import Language
-from lms_domain.ids import new_id
 from lms_domain.learning.summaries import learner_subscriptions, progress_report
 from lms_domain.messaging.models import InboundSms, InboundStatus
+from lms_domain.money import Money
 from lms_domain.notifications.gsm import to_gsm7
-from lms_domain.notifications.models import NotificationChannel, NotificationLog, NotificationStatus
 from lms_domain.notifications.ports import SmsSender
 from lms_domain.notifications.preferences import set_sms_opt_out
-from lms_domain.notifications.service import REPLY_EVENT, deliver_sms
-from lms_domain.payments.ports import Gateways, PaymentGatewayError
+from lms_domain.notifications.service import REPLY_EVENT, deliver_sms, queue_sms
+from lms_domain.payments.ports import Gateways
 from lms_domain.payments.renewals import RENEWABLE, approve_renewal, provider_for
 from lms_domain.phones import Network, network_from_code, normalize_msisdn
 from lms_domain.tenancy.phone_access import Profile, profiles_on_phone
-from ussd.menus.account import PROVIDER_NAMES, progress_lines
-from ussd.texts import shillings, text
+from ussd.menus.account import PROVIDER_NAMES, progress_lines, renewal_refusal
+from ussd.texts import text
 
 log = logging.getLogger("somo.sms")
 
@@ -51,6 +50,7 @@ KEYWORDS: dict[str, tuple[str, Language | None]] = {
     "HELP": ("help", None),
     "MSAADA": ("help", Language.SW),
 }
+SMS_REFUSALS = {"wait": "sms.renew_wait", "failed": "sms.renew_failed", "not_renewable": "sms.renew_none"}
 REPLY_MAX = 306  # two GSM-7 parts: progress for several courses may need the second
 
 
@@ -114,28 +114,24 @@ class SmsCommands:
         reply = to_gsm7(reply)[:REPLY_MAX]
         language = command.language or (learner.language if learner else Language.EN)
         now = self._clock.now()
-        log_id = new_id()
         async with self._sessions() as session, session.begin():
             row = await session.get(InboundSms, inbound_id, populate_existing=True)
             if row is None or row.status is not InboundStatus.RECEIVED:
                 return
             row.status, row.command, row.reply, row.processed_at = InboundStatus.PROCESSED, command.name, reply, now
-            session.add(
-                NotificationLog(
-                    id=log_id,
-                    institution_id=learner.institution_id if learner else None,
-                    learner_id=learner.learner_id if learner else None,
-                    event=REPLY_EVENT,
-                    channel=NotificationChannel.SMS,
-                    language=language,
-                    recipient=phone,
-                    body=reply,
-                    status=NotificationStatus.QUEUED,
-                    dedupe_key=f"sms-reply:{at_id}"[:128],
-                    created_at=now,
-                    updated_at=now,
-                )
+            log_id = await queue_sms(
+                session=session,
+                recipient=phone,
+                body=reply,
+                event=REPLY_EVENT,
+                language=language,
+                dedupe_key=f"sms-reply:{at_id}",
+                now=now,
+                learner_id=learner.learner_id if learner else None,
+                institution_id=learner.institution_id if learner else None,
             )
+        if log_id is None:
+            return
         await deliver_sms(sessions=self._sessions, sender=self._sender, log_id=log_id, clock=self._clock)
 
     async def _answer(
@@ -194,13 +190,19 @@ class SmsCommands:
                 gateways=self._gateways,
                 clock=self._clock,
             )
-        except Conflict as refused:
-            key = "sms.renew_wait" if refused.code == "renewal_push_too_soon" else "sms.renew_pending"
+        except DomainError as refused:  # provider failures included
+            log.info("sms renewal not started", extra={"code": refused.code})
+            key = {"wait": "sms.renew_wait", "failed": "sms.renew_failed"}.get(
+                renewal_refusal(refused), "sms.renew_none"
+            )
             return text(language, key, name=name)
-        except (DomainError, PaymentGatewayError) as exc:
-            log.warning("sms renewal not started", extra={"error": getattr(exc, "code", type(exc).__name__)})
-            return text(language, "sms.renew_failed", name=name)
         if not approval.pushed:
             return text(language, "sms.renew_pending", name=name)
         provider = PROVIDER_NAMES[provider_for(phone, network)]
-        return text(language, "sms.renew_started", name=name, provider=provider, amount=shillings(sub.amount_minor))
+        return text(
+            language,
+            "sms.renew_started",
+            name=name,
+            provider=provider,
+            amount=Money(sub.amount_minor, sub.currency).figure,
+        )

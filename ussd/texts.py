@@ -46,7 +46,6 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Welcome to Somo. This phone is not registered.\n1. Register\n2. Help",
         "Karibu Somo. Simu hii haijasajiliwa.\n1. Jisajili\n2. Msaada",
     ),
-    "register.language": ("Choose language:\n1. English\n2. Kiswahili", "Chagua lugha:\n1. English\n2. Kiswahili"),
     "register.school": ("Enter your school code:", "Weka nambari ya shule yako:"),
     "register.school_unknown": ("No school has that code.", "Hakuna shule yenye nambari hiyo."),
     "register.ask_school": (
@@ -148,7 +147,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "interval.day": ("day", "siku"),
     "interval.one_time": ("once", "mara moja"),
     # --- language and help -------------------------------------------------------------------
-    "language.title": ("Choose language:\n1. English\n2. Kiswahili", "Chagua lugha:\n1. English\n2. Kiswahili"),
+    "language.choose": ("Choose language:\n1. English\n2. Kiswahili", "Chagua lugha:\n1. English\n2. Kiswahili"),
     "help.text": (
         "Somo: learn on any phone. Dial {code} for quizzes, progress and payments. "
         "SMS HELP to {shortcode}. Forgot your PIN? Ask your school.",
@@ -209,9 +208,3 @@ def text(language: Language, key: str, **values: Any) -> str:
     en, sw = MESSAGES[key]
     template = sw if language is Language.SW else en
     return template.format(**values) if values else template
-
-
-def shillings(amount_minor: int) -> str:
-    """KES minor units as people read them: 30000 -> "300", 250050 -> "2,500.50"."""
-    whole, cents = divmod(amount_minor, 100)
-    return f"{whole:,}" if cents == 0 else f"{whole:,}.{cents:02d}"

@@ -42,20 +42,26 @@ SEND_ATTEMPTS = 5  # a message still failing with a retryable error after this m
 async def _template(
     session: AsyncSession, institution_id: uuid.UUID, event: str, language: Language
 ) -> NotificationTemplate | None:
-    """The school's own template for ``event`` in ``language``, else the platform's, else English."""
-    for owner, lang in (
-        (institution_id, language),
-        (None, language),
-        (institution_id, Language.EN),
-        (None, Language.EN),
-    ):
-        found = await session.get(
-            NotificationTemplate,
-            natural_id("notification_template", owner, event, NotificationChannel.SMS.value, lang.value),
+    """The school's own template for ``event`` in ``language``, else the platform's, else the
+    same two in English: one query for the four candidates."""
+    preference = [
+        natural_id("notification_template", owner, event, NotificationChannel.SMS.value, lang.value)
+        for owner, lang in (
+            (institution_id, language),
+            (None, language),
+            (institution_id, Language.EN),
+            (None, Language.EN),
         )
-        if found is not None and found.is_active:
-            return found
-    return None
+    ]
+    found = {
+        t.id: t
+        for t in await session.scalars(
+            sa.select(NotificationTemplate).where(
+                NotificationTemplate.id.in_(preference), NotificationTemplate.is_active.is_(True)
+            )
+        )
+    }
+    return next((found[key] for key in preference if key in found), None)
 
 
 def render(body: str, values: Mapping[str, object]) -> str:
@@ -63,6 +69,45 @@ def render(body: str, values: Mapping[str, object]) -> str:
     rather than failing the cause's transaction (templates are checked when saved)."""
     fields = {name for _, name, _, _ in string.Formatter().parse(body) if name}
     return body.format_map({name: values.get(name, "{" + name + "}") for name in fields})
+
+
+async def queue_sms(
+    *,
+    session: AsyncSession,
+    recipient: str,
+    body: str,
+    event: str,
+    language: Language,
+    dedupe_key: str,
+    now: datetime,
+    learner_id: uuid.UUID | None = None,
+    institution_id: uuid.UUID | None = None,
+    template_id: uuid.UUID | None = None,
+    status: NotificationStatus = NotificationStatus.QUEUED,
+) -> uuid.UUID | None:
+    """Put one SMS in the send log for ``deliver_sms``, once per ``dedupe_key``: the new entry's
+    id, or None when that key was queued before."""
+    return await insert_once(
+        session,
+        NotificationLog,
+        {
+            "id": new_id(),
+            "institution_id": institution_id,
+            "learner_id": learner_id,
+            "template_id": template_id,
+            "event": event,
+            "channel": NotificationChannel.SMS,
+            "language": language,
+            "recipient": recipient,
+            "body": body,
+            "status": status,
+            "dedupe_key": dedupe_key[:128],
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        },
+        unique=["dedupe_key"],
+    )
 
 
 async def queue_learner_sms(
@@ -77,35 +122,30 @@ async def queue_learner_sms(
     """Queue the ``event`` SMS for a learner, in their language, unless one with ``dedupe_key``
     exists. Stored as suppressed when they opted out, and skipped for a learner with no phone
     or an event with no template. The log entry's id, or None when nothing was queued."""
-    learner = await session.get(Learner, learner_id)
-    if learner is None or learner.phone_id is None:
+    row = (
+        await session.execute(
+            sa.select(Learner, Phone.e164).join(Phone, Phone.id == Learner.phone_id).where(Learner.id == learner_id)
+        )
+    ).first()
+    if row is None:
         return None
-    phone = await session.get(Phone, learner.phone_id)
+    learner, e164 = row
     template = await _template(session, learner.institution_id, event, learner.language)
-    if phone is None or template is None:
+    if template is None:
         return None
     allowed = await sms_allowed(session=session, learner_id=learner_id, event=event)
-    values = {"learner_name": learner.display_name, **values}
-    return await insert_once(
-        session,
-        NotificationLog,
-        {
-            "id": new_id(),
-            "institution_id": learner.institution_id,
-            "learner_id": learner_id,
-            "template_id": template.id,
-            "event": event,
-            "channel": NotificationChannel.SMS,
-            "language": template.language,
-            "recipient": phone.e164,
-            "body": render(template.body, values),
-            "status": NotificationStatus.QUEUED if allowed else NotificationStatus.SUPPRESSED,
-            "dedupe_key": dedupe_key[:128],
-            "attempts": 0,
-            "created_at": now,
-            "updated_at": now,
-        },
-        unique=["dedupe_key"],
+    return await queue_sms(
+        session=session,
+        recipient=e164,
+        body=render(template.body, {"learner_name": learner.display_name, **values}),
+        event=event,
+        language=template.language,
+        dedupe_key=dedupe_key,
+        now=now,
+        learner_id=learner.id,
+        institution_id=learner.institution_id,
+        template_id=template.id,
+        status=NotificationStatus.QUEUED if allowed else NotificationStatus.SUPPRESSED,
     )
 
 

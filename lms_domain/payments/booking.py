@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lms_domain.clock import Clock
 from lms_domain.commerce.models import Order, OrderStatus
 from lms_domain.ledger.service import post_entry
+from lms_domain.money import Money
 from lms_domain.notifications.service import queue_learner_sms
 from lms_domain.payments.models import Payment
 from lms_domain.payments.renewals import renewal_postings, settle_renewal
@@ -63,27 +64,28 @@ async def book_payment(
         postings=postings,
         currency=payment.currency,
     )
+    if order is None and subscription is None:
+        return PaidFor.SUSPENSE
+    # Queued before the synced writes below, like the ledger: its reads then never run while
+    # this transaction holds the school's change-sequence counter.
+    await _thank(session, payment, clock)
     if order is not None:
         await fulfil_order(session, order, payment=payment, paid_at=payment.paid_at, clock=clock)
-        await _thank(session, payment, clock)
         return PaidFor.ORDER
-    if subscription is not None:
-        await settle_renewal(session, subscription, payment=payment, clock=clock)
-        await _thank(session, payment, clock)
-        return PaidFor.SUBSCRIPTION
-    return PaidFor.SUSPENSE
+    assert subscription is not None
+    await settle_renewal(session, subscription, payment=payment, clock=clock)
+    return PaidFor.SUBSCRIPTION
 
 
 async def _thank(session: AsyncSession, payment: Payment, clock: Clock) -> None:
     """The learner's "payment received" SMS, queued with the settlement it confirms."""
     if payment.learner_id is None:
         return
-    whole, cents = divmod(payment.amount_minor, 100)
     await queue_learner_sms(
         session=session,
         learner_id=payment.learner_id,
         event="payment_received",
-        values={"amount": f"{whole:,}" if not cents else f"{whole:,}.{cents:02d}", "receipt": payment.provider_receipt},
+        values={"amount": Money(payment.amount_minor, payment.currency).figure, "receipt": payment.provider_receipt},
         dedupe_key=f"payment_received:{payment.id}",
         now=clock.now(),
     )

@@ -42,11 +42,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from aiohttp import web
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms_domain.clock import Clock
+from lms_domain.db import insert_once
 from lms_domain.errors import InvalidInput
 from lms_domain.ids import new_id
 from lms_domain.payments import flows, paybill, reversals
@@ -150,14 +149,7 @@ async def store_event(
         "received_at": now,
         "processed_at": now if status is not WebhookStatus.RECEIVED else None,
     }
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = (
-        insert(WebhookEvent)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["provider", "event_key", "body_sha256"])
-        .returning(WebhookEvent.id)
-    )
-    inserted = await session.scalar(stmt)
+    inserted = await insert_once(session, WebhookEvent, values, unique=["provider", "event_key", "body_sha256"])
     if inserted is not None:
         return inserted, status
     row = (

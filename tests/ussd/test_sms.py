@@ -11,15 +11,18 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from lms_domain.errors import Conflict
 from lms_domain.messaging.models import InboundSms, InboundStatus, SmsDeliveryReport
 from lms_domain.notifications.models import NotificationLog, NotificationPreference, NotificationStatus
 from lms_domain.notifications.preferences import sms_allowed
 from lms_domain.payments.models import PaymentIntent
+from lms_domain.payments.ports import GatewayConfigurationError, GatewayUnavailable
 from lms_domain.subscriptions.models import RenewalOutcome, SubscriptionRenewalAttempt
 from server.keys import phone_channels_key
 from server.seed import sid
 from tests.ussd.conftest import AMINA, SHARED, UNDELIVERABLE, World
-from ussd.sms import parse_command
+from ussd.menus.account import renewal_refusal
+from ussd.sms import SMS_REFUSALS, parse_command
 
 
 async def text_in(world: World, sender: str, body: str) -> dict[str, Any]:
@@ -200,3 +203,14 @@ async def test_delivery_reports_are_stored_once_and_a_failure_reaches_the_send_l
 def test_a_profile_number_must_be_ascii_digits() -> None:
     assert parse_command("RENEW ²").number is None
     assert parse_command("renew 2").number == 2 and parse_command("Lipa, 2.").name == "renew"
+
+
+def test_a_refused_renewal_is_told_as_it_is() -> None:
+    """The 2-minute rule asks to wait, a provider failure says it failed, and anything else (a
+    free plan, a period already paid) says there is nothing to renew: never "already sent"."""
+    assert renewal_refusal(Conflict("too soon", code="renewal_push_too_soon")) == "wait"
+    assert renewal_refusal(GatewayUnavailable("Daraja is down")) == "failed"
+    assert renewal_refusal(GatewayConfigurationError("bad passkey")) == "failed"
+    for code in ("renewal_is_free", "renewal_already_paid", "subscription_not_renewable"):
+        assert renewal_refusal(Conflict("no", code=code)) == "not_renewable"
+    assert SMS_REFUSALS["not_renewable"] == "sms.renew_none"

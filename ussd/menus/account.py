@@ -4,25 +4,34 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from lms_domain.clock import to_nairobi
-from lms_domain.errors import Conflict, DomainError
+from lms_domain.errors import DomainError
 from lms_domain.i18n import Language
 from lms_domain.learning.summaries import CourseReport, SubscriptionBrief, learner_subscriptions, progress_report
+from lms_domain.money import Money
 from lms_domain.payments.models import Provider
 from lms_domain.payments.ports import PaymentGatewayError
 from lms_domain.payments.renewals import RENEWABLE, RenewalApproval, fire_renewal, prepare_renewal, provider_for
 from lms_domain.tenancy.phone_access import set_language
 from ussd.layout import clean
 from ussd.menus.entry import entry_frame
-from ussd.screens import Ctx, Deps, End, Go, Outcome, Stay, View, choice, numbered
+from ussd.screens import Ctx, Deps, End, Go, Outcome, Prompt, Stay, View, choice, language_choice, numbered
 from ussd.session_store import Frame
-from ussd.texts import shillings, text
+from ussd.texts import text
 
 log = logging.getLogger("somo.ussd")
 
 PROVIDER_NAMES = {Provider.MPESA: "M-Pesa", Provider.AIRTEL: "Airtel Money"}
+
+
+def renewal_refusal(refused: DomainError) -> Literal["wait", "failed", "not_renewable"]:
+    """Why an approval fired no prompt, as USSD and SMS both tell it: wait out the 2-minute
+    rule, the provider failed, or there is nothing this channel can renew."""
+    if refused.code == "renewal_push_too_soon":
+        return "wait"
+    return "failed" if isinstance(refused, PaymentGatewayError) else "not_renewable"
 
 
 def progress_lines(language: Language, reports: list[CourseReport]) -> list[str]:
@@ -105,7 +114,7 @@ class SubscriptionScreen:
             product=clean(sub.product.title(ctx.language)),
             status=ctx.t(f"status.{sub.status.value}"),
             until=_until(sub),
-            amount=shillings(sub.amount_minor),
+            amount=Money(sub.amount_minor, sub.currency).figure,
             interval=ctx.t(f"interval.{sub.interval.value}"),
         )
         return View(detail, numbered([ctx.t("sub.renew")]) if sub.status in RENEWABLE else [])
@@ -126,7 +135,7 @@ class SubscriptionScreen:
                 screen="renew_confirm",
                 args={
                     "id": str(sub.id),
-                    "amount": shillings(sub.amount_minor),
+                    "amount": Money(sub.amount_minor, sub.currency).figure,
                     "product": clean(sub.product.title(ctx.language)),
                     "provider": provider.value,
                 },
@@ -172,12 +181,8 @@ class RenewConfirmScreen:
                 network=ctx.hop.network,
                 clock=ctx.deps.clock,
             )
-        except Conflict as refused:
-            if refused.code == "renewal_push_too_soon":
-                return End(ctx.t("sub.wait"))
-            return End(ctx.t("sub.not_renewable"))
-        except DomainError:
-            return End(ctx.t("sub.not_renewable"))
+        except DomainError as refused:
+            return End(ctx.t("sub.wait" if renewal_refusal(refused) == "wait" else "sub.not_renewable"))
         if not approval.pushed:
             return End(ctx.t("sub.pending", provider=provider))
         ctx.deps.spawn(_fire(ctx.deps, approval), f"ussd-renewal:{approval.attempt.id}")
@@ -189,25 +194,21 @@ async def _fire(deps: Deps, approval: RenewalApproval) -> None:
     flow for dunning to follow up; nothing here may escape into the event loop."""
     try:
         await fire_renewal(sessions=deps.sessions, approval=approval, gateways=deps.gateways, clock=deps.clock)
-    except (DomainError, PaymentGatewayError) as exc:
+    except DomainError as exc:  # provider failures included
         log.warning(
             "ussd renewal prompt not sent",
             extra={"attempt_id": str(approval.attempt.id), "error": getattr(exc, "code", type(exc).__name__)},
         )
 
 
-class LanguageScreen:
+class LanguageScreen(Prompt):
     name: ClassVar[str] = "language"
-    free_text: ClassVar[bool] = False
-
-    async def view(self, ctx: Ctx, frame: Frame) -> View:
-        return View(ctx.t("language.title"))
+    prompt: ClassVar[str] = "language.choose"
 
     async def answer(self, ctx: Ctx, frame: Frame, value: str) -> Outcome:
-        picked = choice(value, 2)
-        if picked is None:
+        language = language_choice(value)
+        if language is None:
             return Stay(ctx.t("error.choice"))
-        language = (Language.EN, Language.SW)[picked]
         async with ctx.deps.sessions() as session, session.begin():
             await set_language(session=session, learner_id=ctx.learner_id, language=language)
         ctx.state.language = language

@@ -20,7 +20,7 @@ from lms_domain.tenancy.phone_access import (
     school_for_registration,
 )
 from ussd.layout import clean
-from ussd.screens import Ctx, End, Go, Outcome, Stay, View, choice, numbered
+from ussd.screens import Ctx, End, Go, Outcome, Prompt, Stay, View, choice, language_choice, numbered
 from ussd.session_store import Frame, Resume, resume_key
 
 
@@ -82,7 +82,7 @@ def pin_frame(learner_id: str, name: str, language: Language, *, has_pin: bool =
     )
 
 
-async def login(ctx: Ctx, *, learner_id: str, name: str, language: Language) -> None:
+def login(ctx: Ctx, *, learner_id: str, name: str, language: Language) -> None:
     ctx.state.learner_id, ctx.state.learner_name, ctx.state.language = learner_id, name, language
     ctx.state.scratch = {}
 
@@ -151,7 +151,7 @@ class PinScreen:
         if not result.ok:
             return Stay(ctx.t("pin.wrong", tries=result.tries_left))
         declined = ctx.state.scratch.get("declined_resume")
-        await login(ctx, learner_id=args["learner_id"], name=args["name"], language=Language(args["language"]))
+        login(ctx, learner_id=args["learner_id"], name=args["name"], language=Language(args["language"]))
         if declined == args["learner_id"]:
             await ctx.deps.store.delete(resume_key(ctx.hop.phone, args["learner_id"]))
         if args.get("then") == "resume_quiz":
@@ -161,14 +161,11 @@ class PinScreen:
         return Go(Frame(screen="home"), reset=True)
 
 
-class WelcomeScreen:
+class WelcomeScreen(Prompt):
     """An unknown phone: register, or read the help."""
 
     name: ClassVar[str] = "welcome"
-    free_text: ClassVar[bool] = False
-
-    async def view(self, ctx: Ctx, frame: Frame) -> View:
-        return View(ctx.t("register.welcome"))
+    prompt: ClassVar[str] = "register.welcome"
 
     async def answer(self, ctx: Ctx, frame: Frame, value: str) -> Outcome:
         picked = choice(value, 2)
@@ -179,28 +176,22 @@ class WelcomeScreen:
         return Stay(ctx.t("error.choice"))
 
 
-class RegLanguageScreen:
+class RegLanguageScreen(Prompt):
     name: ClassVar[str] = "reg_language"
-    free_text: ClassVar[bool] = False
-
-    async def view(self, ctx: Ctx, frame: Frame) -> View:
-        return View(ctx.t("register.language"))
+    prompt: ClassVar[str] = "language.choose"
 
     async def answer(self, ctx: Ctx, frame: Frame, value: str) -> Outcome:
-        picked = choice(value, 2)
-        if picked is None:
+        language = language_choice(value)
+        if language is None:
             return Stay(ctx.t("error.choice"))
-        ctx.state.language = (Language.EN, Language.SW)[picked]
-        ctx.state.scratch["language"] = ctx.state.language.value
+        ctx.state.language = language
         return Go(Frame(screen="reg_school"))
 
 
-class RegSchoolScreen:
+class RegSchoolScreen(Prompt):
     name: ClassVar[str] = "reg_school"
     free_text: ClassVar[bool] = True
-
-    async def view(self, ctx: Ctx, frame: Frame) -> View:
-        return View(ctx.t("register.school"))
+    prompt: ClassVar[str] = "register.school"
 
     async def answer(self, ctx: Ctx, frame: Frame, value: str) -> Outcome:
         code = value.strip().upper()
@@ -217,12 +208,10 @@ class RegSchoolScreen:
         return Go(Frame(screen="reg_name"))
 
 
-class RegNameScreen:
+class RegNameScreen(Prompt):
     name: ClassVar[str] = "reg_name"
     free_text: ClassVar[bool] = True
-
-    async def view(self, ctx: Ctx, frame: Frame) -> View:
-        return View(ctx.t("register.name"))
+    prompt: ClassVar[str] = "register.name"
 
     async def answer(self, ctx: Ctx, frame: Frame, value: str) -> Outcome:
         try:
@@ -237,12 +226,10 @@ def _pin_digest(ctx: Ctx, pin: str) -> str:
     return hashlib.sha256(f"{ctx.hop.session_id}:{pin}".encode()).hexdigest()
 
 
-class RegPinScreen:
+class RegPinScreen(Prompt):
     name: ClassVar[str] = "reg_pin"
     free_text: ClassVar[bool] = True
-
-    async def view(self, ctx: Ctx, frame: Frame) -> View:
-        return View(ctx.t("register.pin"))
+    prompt: ClassVar[str] = "register.pin"
 
     async def answer(self, ctx: Ctx, frame: Frame, value: str) -> Outcome:
         try:
@@ -253,12 +240,10 @@ class RegPinScreen:
         return Go(Frame(screen="reg_pin_confirm"))
 
 
-class RegPinConfirmScreen:
+class RegPinConfirmScreen(Prompt):
     name: ClassVar[str] = "reg_pin_confirm"
     free_text: ClassVar[bool] = True
-
-    async def view(self, ctx: Ctx, frame: Frame) -> View:
-        return View(ctx.t("register.pin_confirm"))
+    prompt: ClassVar[str] = "register.pin_confirm"
 
     async def answer(self, ctx: Ctx, frame: Frame, value: str) -> Outcome:
         pin = value.strip()
@@ -283,7 +268,7 @@ class RegPinConfirmScreen:
         except NotFound:
             return Go(Frame(screen="reg_school"), reset=True, notice=ctx.t("register.school_unknown"))
         school = scratch.get("school", "")
-        await login(ctx, learner_id=str(learner.id), name=scratch["name"], language=ctx.state.language)
+        login(ctx, learner_id=str(learner.id), name=scratch["name"], language=ctx.state.language)
         ctx.state.profiles += 1
         notice = ctx.t("register.done", name=ctx.state.learner_name, school=school)
         return Go(Frame(screen="home"), reset=True, notice=notice)

@@ -9,6 +9,7 @@ had: a redial within the resume window continues at the same question.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
 from lms_domain.assessments import service as attempts
@@ -16,7 +17,7 @@ from lms_domain.assessments.certificates import format_code
 from lms_domain.assessments.models import Channel
 from lms_domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied, PreconditionFailed
 from lms_domain.i18n import pick
-from lms_domain.learning.summaries import QuizContent, course_quizzes, enrolled_courses, given_answers
+from lms_domain.learning.summaries import QuizContent, Titled, course_quizzes, enrolled_courses, given_answers
 from ussd.layout import clean
 from ussd.screens import Ctx, End, Go, Outcome, Stay, View, choice, numbered
 from ussd.session_store import Frame, QuizRun, Resume, resume_key
@@ -26,17 +27,25 @@ def _titles(rows: list[list[str | None]], ctx: Ctx) -> list[str]:
     return [clean(pick(ctx.language, str(en), sw)) for _id, en, sw in rows]
 
 
+async def _listed(frame: Frame, key: str, load: Callable[[], Awaitable[list[Titled]]]) -> list[list[str | None]]:
+    """A list a screen shows, loaded once per visit and kept in its frame: paging through it,
+    a wrong choice and going back to it need no database."""
+    if key not in frame.args:
+        frame.args[key] = [[str(row.id), row.title_en, row.title_sw] for row in await load()]
+    rows: list[list[str | None]] = frame.args[key]
+    return rows
+
+
 class CoursesScreen:
     name: ClassVar[str] = "courses"
     free_text: ClassVar[bool] = False
 
     async def _rows(self, ctx: Ctx, frame: Frame) -> list[list[str | None]]:
-        if "courses" not in frame.args:
+        async def load() -> list[Titled]:
             async with ctx.deps.read_sessions() as session:
-                courses = await enrolled_courses(session=session, learner_id=ctx.learner_id)
-            frame.args["courses"] = [[str(c.id), c.title_en, c.title_sw] for c in courses]
-        rows: list[list[str | None]] = frame.args["courses"]
-        return rows
+                return await enrolled_courses(session=session, learner_id=ctx.learner_id)
+
+        return await _listed(frame, "courses", load)
 
     async def view(self, ctx: Ctx, frame: Frame) -> View:
         rows = await self._rows(ctx, frame)
@@ -58,14 +67,12 @@ class QuizzesScreen:
     free_text: ClassVar[bool] = False
 
     async def _rows(self, ctx: Ctx, frame: Frame) -> list[list[str | None]]:
-        if "quizzes" not in frame.args:
+        async def load() -> list[Titled]:
+            course_id = uuid.UUID(frame.args["course_id"])
             async with ctx.deps.read_sessions() as session:
-                quizzes = await course_quizzes(
-                    session=session, learner_id=ctx.learner_id, course_id=uuid.UUID(frame.args["course_id"])
-                )
-            frame.args["quizzes"] = [[str(q.id), q.title_en, q.title_sw] for q in quizzes]
-        rows: list[list[str | None]] = frame.args["quizzes"]
-        return rows
+                return await course_quizzes(session=session, learner_id=ctx.learner_id, course_id=course_id)
+
+        return await _listed(frame, "quizzes", load)
 
     async def view(self, ctx: Ctx, frame: Frame) -> View:
         rows = await self._rows(ctx, frame)
