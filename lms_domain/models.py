@@ -18,7 +18,12 @@ from lms_domain.db import Base
 from lms_domain.entitlements.models import Entitlement
 from lms_domain.ledger.models import JournalEntry, LedgerAccount, Posting
 from lms_domain.messaging.models import InboundSms, SmsDeliveryReport, UssdSessionEvent
-from lms_domain.notifications.models import NotificationLog, NotificationPreference, NotificationTemplate
+from lms_domain.notifications.models import (
+    NotificationLog,
+    NotificationPreference,
+    NotificationTemplate,
+    NotificationTry,
+)
 from lms_domain.payments.models import Payment, PaymentIntent, PaymentMethod, ProviderAccount, WebhookEvent
 from lms_domain.platform.models import AuditLog, EdgeNode, IdempotencyKey, RefreshToken
 from lms_domain.subscriptions.models import (
@@ -57,6 +62,7 @@ __all__ = [
     "NotificationLog",
     "NotificationPreference",
     "NotificationTemplate",
+    "NotificationTry",
     "Order",
     "OutboxEntry",
     "Payment",

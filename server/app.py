@@ -12,7 +12,7 @@ from server.api.docs import add_docs_routes
 from server.api.openapi import build_openapi
 from server.api.registry import register
 from server.auth.verified import VerifiedTokens
-from server.contexts import database_ctx, gateways_ctx, kv_ctx, phone_channels_ctx
+from server.contexts import database_ctx, gateways_ctx, kv_ctx, notifiers_ctx, phone_channels_ctx
 from server.keys import (
     buckets_key,
     certificate_renderer_key,
@@ -28,6 +28,7 @@ from server.notifier import notifier_ctx
 from server.pdf.certificate import FpdfCertificateRenderer
 from server.poller import poller_ctx
 from server.ratelimit import rate_limit_middleware
+from server.scheduler import scheduler_ctx
 from server.settings import Settings
 from ussd.http import phone_routes
 
@@ -65,7 +66,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None, hasher: Hasher
     app.cleanup_ctx.append(gateways_ctx)
     app.cleanup_ctx.append(poller_ctx)
     app.cleanup_ctx.append(phone_channels_ctx)
+    app.cleanup_ctx.append(notifiers_ctx)
     app.cleanup_ctx.append(notifier_ctx)
+    app.cleanup_ctx.append(scheduler_ctx)
     # Last, so it is cleaned up first: callback settlement drains while the database is open.
     app.cleanup_ctx.append(callbacks.callback_tasks_ctx)
     app.add_routes(health.routes)

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     simulate = sub.add_parser(
         "simulate",
-        help="run the provider simulators (M-Pesa Daraja, Airtel Money, Africa's Talking SMS) on loopback",
+        help="run the provider simulators (M-Pesa, Airtel Money, Africa's Talking, Azure SMS and email) on loopback",
     )
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, help="default: the port of SOMO_PAYMENTS__SIMULATOR_URL")
@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CHANCE",
         help="chance (0-1) that each SMS delivery report and inbound SMS is posted twice (default: 0)",
     )
+
+    sub.add_parser("worker", help="run the scheduled jobs (renewals, dunning, reconciliation, clean-up, notifications)")
+    jobs = sub.add_parser("jobs", help="list the scheduled jobs, or run one now")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
+    jobs_sub.add_parser("list", help="every job and when it runs")
+    run_one = jobs_sub.add_parser("run", help="run a job now (skipped if another process is running it)")
+    run_one.add_argument("name", help="the job's name, as `somo jobs list` shows it")
 
     register = sub.add_parser(
         "register-c2b", help="register every active paybill's C2B confirmation and validation URLs with Daraja"
@@ -276,6 +283,8 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> None:
     from yarl import URL
 
     from server.logs import configure_logging
+    from server.notifiers import SIMULATOR_ACS_KEY
+    from server.simulators.acs import AcsSimConfig, add_acs_routes
     from server.simulators.africastalking import AtSimConfig, add_at_routes
     from server.simulators.airtel import AirtelSimConfig, add_airtel_routes
     from server.simulators.daraja import SANDBOX_SHORTCODE, DarajaSimConfig, create_daraja_app
@@ -325,6 +334,17 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> None:
             seed=args.seed,
         ),
     )
+    # Azure Communication Services (SMS and email), signed with the development key that a dev-
+    # SOMO_NOTIFICATIONS__ACS_CONNECTION_STRING stands for (server.notifiers).
+    add_acs_routes(
+        app,
+        AcsSimConfig(
+            access_key=SIMULATOR_ACS_KEY,
+            from_numbers=(notifications.acs_sms_from,),
+            sender_addresses=(notifications.sender_email,),
+            seed=args.seed,
+        ),
+    )
     log = logging.getLogger("somo.simulate")
     web.run_app(
         app,
@@ -332,7 +352,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> None:
         port=port,
         access_log=None,
         print=lambda _banner: log.info(
-            "provider simulators (Daraja, Airtel, Africa's Talking) listening",
+            "provider simulators (Daraja, Airtel, Africa's Talking, Azure Communication Services) listening",
             extra={"url": f"http://{args.host}:{port}"},
         ),
     )
@@ -394,6 +414,44 @@ def cmd_ussd(args: argparse.Namespace, settings: Settings) -> None:
         raise CliError(f"cannot reach {url}: {exc} (is `make run` running?)", EXIT_USAGE) from None
 
 
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> None:
+    from server.logs import configure_logging
+    from server.worker import run_worker
+
+    _prepare_sqlite_dir(settings)
+    configure_logging(settings.log_level, json_output=settings.log_json)
+    _run(lambda: run_worker(settings), settings)
+
+
+def cmd_jobs(args: argparse.Namespace, settings: Settings) -> None:
+    import json
+
+    from server.jobs import JOBS
+
+    if args.jobs_command == "list":
+        width = max(len(name) for name in JOBS)
+        for job in JOBS.values():
+            print(f"{job.name:<{width}}  {job.schedule}")
+        return
+    if args.name not in JOBS:
+        raise CliError(f"no job called {args.name!r}; there are: {', '.join(JOBS)}", EXIT_USAGE)
+    from server.logs import configure_logging
+    from server.worker import run_job_now
+
+    _prepare_sqlite_dir(settings)
+    configure_logging(settings.log_level, json_output=settings.log_json)
+    results: list[Any] = []
+
+    async def work() -> None:
+        results.append(await run_job_now(settings, args.name))
+
+    _run(work, settings)
+    if results[0] is None:
+        print(f"{args.name}: skipped, another process is running it")
+    else:
+        print(f"{args.name}: {json.dumps(results[0], default=str)}")
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "serve": cmd_serve,
     "migrate": cmd_migrate,
@@ -403,6 +461,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "register-c2b": cmd_register_c2b,
     "reconcile": cmd_reconcile,
     "ussd": cmd_ussd,
+    "worker": cmd_worker,
+    "jobs": cmd_jobs,
 }
 
 

@@ -12,15 +12,18 @@ from aiohttp import web
 from lms_domain.changefeed import NodeRole, SyncContext, install_change_capture
 from lms_domain.changefeed.models import OutboxEntry
 from lms_domain.db import create_engine, make_sessionmaker
+from server.joblock import JobLocks
 from server.keys import (
     buckets_key,
     clock_key,
     engine_key,
     gateways_key,
     hasher_key,
+    job_locks_key,
     kv_key,
     phone_channels_key,
     read_sessionmaker_key,
+    senders_key,
     sessionmaker_key,
     settings_key,
     sync_context_key,
@@ -119,3 +122,14 @@ async def phone_channels_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     await background.close()
+
+
+async def notifiers_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The senders notifications go out through, and the locks the scheduled jobs take.
+    After the phone channels: the Africa's Talking sender is theirs, shared."""
+    from server.notifiers import build_senders
+
+    store = app[kv_key]
+    app[senders_key] = build_senders(app[settings_key], at_sms=app[phone_channels_key].sender)
+    app[job_locks_key] = JobLocks(app[engine_key], store.client if isinstance(store, RedisStore) else None)
+    yield

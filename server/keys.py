@@ -11,9 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from lms_domain.assessments.ports import CertificateRenderer
 from lms_domain.changefeed import SyncContext
 from lms_domain.clock import Clock
+from lms_domain.notifications.service import Senders
 from lms_domain.security import Hasher
 from server.auth.verified import VerifiedTokens
 from server.inbox_workers import InboxWorkers
+from server.joblock import JobLocks
 from server.kv import KeyValueStore
 from server.providers.gateways import ProviderGateways
 from server.ratelimit import Buckets
@@ -42,3 +44,6 @@ openapi_key = web.AppKey("openapi", dict[str, Any])
 verified_tokens_key = web.AppKey("verified_tokens", VerifiedTokens)
 
 request_id_key = web.RequestKey("request_id", str)
+# The notifier (SMS and email senders) and the scheduled jobs' cross-process locks.
+senders_key = web.AppKey("senders", Senders)
+job_locks_key = web.AppKey("job_locks", JobLocks)

@@ -25,7 +25,9 @@ from lms_domain.i18n import Language
 from lms_domain.ids import natural_id
 from lms_domain.ledger.models import JournalEntry
 from lms_domain.models import Learner, Phone, Posting, User
+from lms_domain.notifications.events import check_template, event_spec
 from lms_domain.notifications.models import NotificationChannel, NotificationTemplate
+from lms_domain.notifications.service import template_id_for
 from lms_domain.payments.models import Provider, ProviderAccount, ProviderAccountKind
 from lms_domain.security import Hasher
 from lms_domain.subscriptions.models import DunningSchedule, Subscription, SubscriptionItem, SubscriptionStatus
@@ -153,33 +155,14 @@ SECTIONS: list[tuple[str, str, list[tuple[str, str, str, str]]]] = [
     ),
 ]
 
-TEMPLATES: dict[str, tuple[list[str], str, str]] = {
-    "renewal_invite": (
-        ["learner_name", "amount", "due_date", "ussd_code"],
-        "Hi {learner_name}, your Somo subscription (KES {amount}) is due on {due_date}. Dial {ussd_code} "
-        "or reply RENEW to pay with M-Pesa.",
-        "Habari {learner_name}, usajili wako wa Somo (KES {amount}) unaisha {due_date}. Piga {ussd_code} "
-        "au jibu RENEW kulipa kwa M-Pesa.",
-    ),
-    "payment_received": (
-        ["learner_name", "amount", "receipt"],
-        "Thank you {learner_name}. We received KES {amount}, M-Pesa receipt {receipt}.",
-        "Asante {learner_name}. Tumepokea KES {amount}, risiti ya M-Pesa {receipt}.",
-    ),
-    "payment_failed": (
-        ["learner_name", "amount", "ussd_code"],
-        "Hi {learner_name}, your payment of KES {amount} did not go through. Dial {ussd_code} to try again.",
-        "Habari {learner_name}, malipo yako ya KES {amount} hayakufaulu. Piga {ussd_code} kujaribu tena.",
-    ),
-    "certificate_issued": (
-        ["learner_name", "course_title", "code"],
-        "Congratulations {learner_name}! You completed {course_title}. Certificate code: {code}.",
-        "Hongera {learner_name}! Umehitimu {course_title}. Nambari ya cheti: {code}.",
-    ),
-    "subscription_expired": (
-        ["learner_name", "ussd_code"],
-        "Hi {learner_name}, your Somo subscription has ended. Dial {ussd_code} to renew.",
-        "Habari {learner_name}, usajili wako wa Somo umekwisha. Piga {ussd_code} kuurejesha.",
+# The demo school's own wording of one event, over the built-in texts of
+# ``lms_domain.notifications.events`` (which every other event uses).
+TEMPLATES: dict[str, tuple[str, str]] = {
+    "renewal_due": (
+        "Hi {learner_name}, your Somo Premium (KES {amount}) renews on {due_date}. Reply RENEW to "
+        "{shortcode} or dial {ussd_code} to approve. Demo School",
+        "Habari {learner_name}, Somo Premium (KES {amount}) inaisha {due_date}. Jibu RENEW kwa "
+        "{shortcode} au piga {ussd_code} kukubali. Demo School",
     ),
 }
 
@@ -253,9 +236,9 @@ async def seed_demo(
     report("subscriptions: Amina (Premium, renews in 3 days), Zawadi (Premium, payment due)")
     await _seed_providers(session, inst_id, simulator_url)
     report("provider accounts: M-Pesa STK 174379, paybill 600000, Airtel collection (simulators)")
-    await _seed_templates(session)
+    await _seed_templates(session, inst_id)
     await _ensure(session, DunningSchedule(id=sid("dunning", "demo"), institution_id=inst_id))
-    report(f"{len(TEMPLATES) * 2} notification templates (en, sw) and the default dunning schedule")
+    report("the school's renewal message (en, sw) and the default dunning schedule")
 
 
 async def _seed_course(session: AsyncSession, inst_id: uuid.UUID, teacher_id: uuid.UUID) -> uuid.UUID:
@@ -489,22 +472,19 @@ async def _seed_providers(session: AsyncSession, inst_id: uuid.UUID, simulator_u
         )
 
 
-async def _seed_templates(session: AsyncSession) -> None:
-    for event, (variables, en, sw) in TEMPLATES.items():
+async def _seed_templates(session: AsyncSession, inst_id: uuid.UUID) -> None:
+    for event, (en, sw) in TEMPLATES.items():
         for language, body in ((Language.EN, en), (Language.SW, sw)):
-            template_id = natural_id(
-                "notification_template", None, event, NotificationChannel.SMS.value, language.value
-            )
             await _ensure(
                 session,
                 NotificationTemplate(
-                    id=template_id,
-                    institution_id=None,
+                    id=template_id_for(inst_id, event, NotificationChannel.SMS, language),
+                    institution_id=inst_id,
                     event=event,
                     channel=NotificationChannel.SMS,
                     language=language,
                     body=body,
-                    variables=variables,
+                    variables=sorted(check_template(event_spec(event), body)),
                 ),
             )
 
@@ -539,7 +519,4 @@ async def clear_demo(*, session: AsyncSession) -> None:
         )
     )
     await session.execute(sa.delete(SyncCounter).where(SyncCounter.scope == str(inst_id)))
-    templates = [
-        natural_id("notification_template", None, e, "sms", lang.value) for e in TEMPLATES for lang in Language
-    ]
-    await session.execute(sa.delete(NotificationTemplate).where(NotificationTemplate.id.in_(templates)))
+    await session.execute(sa.delete(NotificationTemplate).where(NotificationTemplate.institution_id == inst_id))

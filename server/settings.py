@@ -177,10 +177,18 @@ class NotificationsSettings(BaseModel):
     sms_sender_id: str | None = None
     # The number learners text: a shortcode, or a long number in E.164.
     sms_shortcode: str = Field(default="20880", pattern=r"^\+?\d{3,15}$")
-    # How often queued SMS notifications are sent; 0 turns the sender off (tests send by hand).
+    # How often queued notifications are sent at once (receipts, replies); 0 turns this fast
+    # sender off (tests send by hand). The scheduler's "notifications" job sweeps every 15 min.
     send_interval_s: float = Field(default=10.0, ge=0)
+    # Which SMS provider sends notifications: Africa's Talking, or Azure Communication Services.
+    # USSD and SMS commands always use Africa's Talking (they arrive through it).
+    sms_provider: Literal["africastalking", "acs"] = "africastalking"
+    # Azure Communication Services (SMS and email), as the Azure portal shows it:
+    # "endpoint=https://<resource>.communication.azure.com/;accesskey=<base64>". A dev- value
+    # means the simulator at SOMO_PAYMENTS__SIMULATOR_URL.
     acs_connection_string: SecretStr = SecretStr("dev-acs-connection-string")
-    sender_email: str = "no-reply@somo.example"
+    acs_sms_from: str = Field(default="+18005550100", pattern=r"^\+\d{8,15}$")
+    sender_email: str = "DoNotReply@somo.example"
 
     @field_validator("at_base_url")
     @classmethod
@@ -188,6 +196,16 @@ class NotificationsSettings(BaseModel):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must be empty (the simulator) or start with http:// or https://")
         return value.rstrip("/")
+
+
+class SchedulerSettings(BaseModel):
+    # Run the scheduled jobs in the server process. With several server replicas, set it false
+    # and run one `somo worker` (the jobs' locks keep even several workers safe).
+    enabled: bool = True
+    # Learners are invited to renew this many days before their subscription is due.
+    renewal_notice_days: int = Field(default=3, ge=0, le=30)
+    # Rows per transaction in the batch jobs.
+    batch: int = Field(default=1000, ge=10, le=10_000)
 
 
 class Settings(BaseSettings):
@@ -211,6 +229,7 @@ class Settings(BaseSettings):
     ussd: UssdSettings = UssdSettings()
     sync: SyncSettings = SyncSettings()
     notifications: NotificationsSettings = NotificationsSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
 
     @model_validator(mode="after")
     def _refuse_placeholders_outside_development(self) -> Settings:

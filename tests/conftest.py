@@ -33,6 +33,10 @@ from lms_domain.db import create_engine, make_sessionmaker
 from server.migrate import upgrade
 from server.settings import CENTRAL_NODE_ID
 
+# The app factory starts the job scheduler by default; tests run jobs by hand (and the
+# scheduler tests turn it on explicitly).
+os.environ.setdefault("SOMO_SCHEDULER__ENABLED", "false")
+
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_ADMIN_DSN = os.environ.get("SOMO_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("SOMO_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

@@ -24,7 +24,7 @@ from lms_domain.money import Money
 from lms_domain.notifications.gsm import to_gsm7
 from lms_domain.notifications.ports import SmsSender
 from lms_domain.notifications.preferences import set_sms_opt_out
-from lms_domain.notifications.service import REPLY_EVENT, deliver_sms, queue_sms
+from lms_domain.notifications.service import REPLY_EVENT, Senders, deliver, queue_sms
 from lms_domain.payments.ports import Gateways
 from lms_domain.payments.renewals import RENEWABLE, approve_renewal, provider_for
 from lms_domain.phones import Network, network_from_code, normalize_msisdn
@@ -132,7 +132,7 @@ class SmsCommands:
             )
         if log_id is None:
             return
-        await deliver_sms(sessions=self._sessions, sender=self._sender, log_id=log_id, clock=self._clock)
+        await deliver(sessions=self._sessions, senders=Senders(sms=self._sender), log_id=log_id, clock=self._clock)
 
     async def _answer(
         self, command: Command, phone: str, profiles: list[Profile], network: Network | None

@@ -94,3 +94,23 @@ class NotificationPreference(Base, IdMixin, TimestampMixin):
     enabled: Mapped[bool] = mapped_column(default=True)
 
     __table_args__ = (sa.UniqueConstraint("learner_id", "channel", "event"),)
+
+
+class NotificationTry(Base, IdMixin):
+    """One send attempt of a ``NotificationLog`` message: what the provider said, and when.
+
+    The log row holds the message's current state; this keeps the history (a 503, then a
+    refusal, then success) that an operator needs to tell a flaky provider from a bad number."""
+
+    __tablename__ = "notification_tries"
+
+    notification_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("notification_log.id", ondelete="CASCADE"), index=True
+    )
+    attempt: Mapped[int]
+    tried_at: Mapped[datetime]
+    outcome: Mapped[NotificationStatus] = mapped_column(enum_column(NotificationStatus, "outcome"))
+    provider_message_id: Mapped[str | None] = mapped_column(sa.String(128), default=None)
+    error: Mapped[str | None] = mapped_column(sa.Text, default=None)
+
+    __table_args__ = (sa.UniqueConstraint("notification_id", "attempt"),)

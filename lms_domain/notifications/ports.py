@@ -79,3 +79,29 @@ class SmsSender(Protocol):
     async def send(self, message: str, recipients: Sequence[str], *, sender_id: str | None = None) -> SmsSendResult:
         """Send ``message``; raise ``SmsSendError`` only when nothing per-number is known."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class EmailSendResult:
+    """The provider took the message; ``message_id`` is its operation or message id."""
+
+    message_id: str
+    status: str  # the provider's word, e.g. ACS "Succeeded" or "Running"
+
+
+class EmailSendError(Exception):
+    """The message was not taken. ``retryable`` as for ``SmsSendError``: False when a retry
+    cannot help (bad credentials, a refused address) or could send twice."""
+
+    def __init__(self, detail: str, *, retryable: bool) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retryable = retryable
+
+
+class EmailSender(Protocol):
+    """Sends one email (plain text, optional HTML) to some addresses."""
+
+    async def send(self, *, to: Sequence[str], subject: str, text: str, html: str | None = None) -> EmailSendResult:
+        """Send it; raise ``EmailSendError`` when it was not taken."""
+        ...

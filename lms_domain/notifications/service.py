@@ -1,10 +1,12 @@
-"""SMS notifications to learners: queued in the send log inside the transaction that caused
-them (a payment, a renewal), then delivered through the ``SmsSender`` port.
+"""Notifications to learners (SMS, email) and alerts to admins (email): queued in the send log
+inside the transaction that caused them (a payment, a renewal), then delivered through the
+``SmsSender`` and ``EmailSender`` ports.
 
 Queuing in the same transaction means a notification exists exactly when its cause does,
-and ``dedupe_key`` makes a retried cause queue it once. The opt-out (STOP) is checked when
-queuing and again when sending, so a learner who texts STOP after a message was queued
-does not get it.
+and ``dedupe_key`` makes a retried cause queue it once. The opt-out (STOP) and the quiet hours
+are checked when queuing and again when sending, so a learner who texts STOP after a message was
+queued does not get it, and nothing queued at 21:59 goes out at 22:01. A failed send is tried
+again with exponential backoff, ``SEND_ATTEMPTS`` times in all; each try is a ``NotificationTry``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import logging
 import string
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -23,29 +26,78 @@ from lms_domain.db import insert_once, serialize_on
 from lms_domain.i18n import Language
 from lms_domain.ids import natural_id, new_id
 from lms_domain.messaging.service import message_lock_key, reported_outcome
+from lms_domain.notifications.events import event_spec
 from lms_domain.notifications.models import (
     NotificationChannel,
     NotificationLog,
     NotificationStatus,
     NotificationTemplate,
+    NotificationTry,
 )
-from lms_domain.notifications.ports import SmsSender, SmsSendError
-from lms_domain.notifications.preferences import sms_allowed
-from lms_domain.tenancy.models import Learner, Phone
+from lms_domain.notifications.ports import EmailSender, EmailSendError, SmsSender, SmsSendError
+from lms_domain.notifications.preferences import channel_allowed
+from lms_domain.notifications.quiet_hours import DEFAULT_QUIET_HOURS, QuietHours
+from lms_domain.subscriptions.models import DunningSchedule
+from lms_domain.tenancy.models import Institution, Learner, Phone, Role, User
 
 log = logging.getLogger("somo.notifications")
 
-REPLY_EVENT = "sms_reply"
-SEND_ATTEMPTS = 5  # a message still failing with a retryable error after this many tries is failed
+REPLY_EVENT = "sms_reply"  # a reply to the learner's own SMS command: not a notification
+ADMIN_EVENT = "admin_alert"
+SEND_ATTEMPTS = 3  # tries in all; a message still failing after them is failed, and stays in the log
+RETRY_BASE = timedelta(minutes=2)  # then 8 minutes: x4 each time
 
 
-async def _template(
-    session: AsyncSession, institution_id: uuid.UUID, event: str, language: Language
-) -> NotificationTemplate | None:
-    """The school's own template for ``event`` in ``language``, else the platform's, else the
-    same two in English: one query for the four candidates."""
+CONTACT_VARIABLES = ("ussd_code", "shortcode")
+
+
+@dataclass(frozen=True, slots=True)
+class Senders:
+    """The notifier: one sender per channel (email may be absent: then email waits, queued),
+    and the deployment's contact points. ``{ussd_code}`` and ``{shortcode}`` are settings, not
+    facts a payment flow knows, so a text keeps them as written until it is sent."""
+
+    sms: SmsSender
+    email: EmailSender | None = None
+    contacts: Mapping[str, str] = field(default_factory=dict)
+
+    def finish(self, text: str) -> str:
+        """``text`` with the contact points filled (plain replacement: a learner's name with
+        braces in it must not be parsed as a template)."""
+        for name in CONTACT_VARIABLES:
+            if name in self.contacts:
+                text = text.replace("{" + name + "}", self.contacts[name])
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    template_id: uuid.UUID | None  # None: the event's built-in text
+    language: Language
+    subject: str | None
+    body: str
+
+
+def template_id_for(
+    institution_id: uuid.UUID | None, event: str, channel: NotificationChannel, language: Language
+) -> uuid.UUID:
+    return natural_id("notification_template", institution_id, event, channel.value, language.value)
+
+
+async def rendered_text(
+    session: AsyncSession,
+    *,
+    institution_id: uuid.UUID | None,
+    event: str,
+    channel: NotificationChannel,
+    language: Language,
+    values: Mapping[str, object],
+) -> Rendered:
+    """The text of ``event`` for ``channel``: the school's own template in ``language``, else
+    the platform's, else the same two in English (one query), else the built-in text."""
+    spec = event_spec(event)
     preference = [
-        natural_id("notification_template", owner, event, NotificationChannel.SMS.value, lang.value)
+        template_id_for(owner, event, channel, lang)
         for owner, lang in (
             (institution_id, language),
             (None, language),
@@ -61,7 +113,30 @@ async def _template(
             )
         )
     }
-    return next((found[key] for key in preference if key in found), None)
+    template = next((found[key] for key in preference if key in found), None)
+    if template is not None:
+        subject = render(template.subject or spec.default_subject(template.language), values)
+        return Rendered(template.id, template.language, subject, render(template.body, values))
+    return Rendered(
+        None,
+        language,
+        render(spec.default_subject(language), values),
+        render(spec.default_body(channel, language), values),
+    )
+
+
+async def quiet_hours_for(session: AsyncSession, institution_id: uuid.UUID | None) -> QuietHours:
+    """The school's quiet hours (its dunning schedule's), else 22:00-07:00."""
+    if institution_id is None:
+        return DEFAULT_QUIET_HOURS
+    row = (
+        await session.execute(
+            sa.select(DunningSchedule.quiet_start_hour, DunningSchedule.quiet_end_hour).where(
+                DunningSchedule.institution_id == institution_id
+            )
+        )
+    ).first()
+    return QuietHours(row[0], row[1]) if row is not None else DEFAULT_QUIET_HOURS
 
 
 def render(body: str, values: Mapping[str, object]) -> str:
@@ -69,6 +144,52 @@ def render(body: str, values: Mapping[str, object]) -> str:
     rather than failing the cause's transaction (templates are checked when saved)."""
     fields = {name for _, name, _, _ in string.Formatter().parse(body) if name}
     return body.format_map({name: values.get(name, "{" + name + "}") for name in fields})
+
+
+async def queue_notification(
+    *,
+    session: AsyncSession,
+    channel: NotificationChannel,
+    recipient: str,
+    body: str,
+    event: str,
+    language: Language,
+    dedupe_key: str,
+    now: datetime,
+    subject: str | None = None,
+    scheduled_for: datetime | None = None,
+    learner_id: uuid.UUID | None = None,
+    user_id: uuid.UUID | None = None,
+    institution_id: uuid.UUID | None = None,
+    template_id: uuid.UUID | None = None,
+    status: NotificationStatus = NotificationStatus.QUEUED,
+) -> uuid.UUID | None:
+    """Put one message in the send log for ``deliver``, once per ``dedupe_key``: the new entry's
+    id, or None when that key was queued before."""
+    return await insert_once(
+        session,
+        NotificationLog,
+        {
+            "id": new_id(),
+            "institution_id": institution_id,
+            "learner_id": learner_id,
+            "user_id": user_id,
+            "template_id": template_id,
+            "event": event,
+            "channel": channel,
+            "language": language,
+            "recipient": recipient,
+            "subject": subject[:200] if subject else None,
+            "body": body,
+            "status": status,
+            "dedupe_key": dedupe_key[:128],
+            "scheduled_for": scheduled_for,
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        },
+        unique=["dedupe_key"],
+    )
 
 
 async def queue_sms(
@@ -82,35 +203,23 @@ async def queue_sms(
     now: datetime,
     learner_id: uuid.UUID | None = None,
     institution_id: uuid.UUID | None = None,
-    template_id: uuid.UUID | None = None,
-    status: NotificationStatus = NotificationStatus.QUEUED,
 ) -> uuid.UUID | None:
-    """Put one SMS in the send log for ``deliver_sms``, once per ``dedupe_key``: the new entry's
-    id, or None when that key was queued before."""
-    return await insert_once(
-        session,
-        NotificationLog,
-        {
-            "id": new_id(),
-            "institution_id": institution_id,
-            "learner_id": learner_id,
-            "template_id": template_id,
-            "event": event,
-            "channel": NotificationChannel.SMS,
-            "language": language,
-            "recipient": recipient,
-            "body": body,
-            "status": status,
-            "dedupe_key": dedupe_key[:128],
-            "attempts": 0,
-            "created_at": now,
-            "updated_at": now,
-        },
-        unique=["dedupe_key"],
+    """A ready-made SMS (a reply to a learner's command), sent as soon as it is due."""
+    return await queue_notification(
+        session=session,
+        channel=NotificationChannel.SMS,
+        recipient=recipient,
+        body=body,
+        event=event,
+        language=language,
+        dedupe_key=dedupe_key,
+        now=now,
+        learner_id=learner_id,
+        institution_id=institution_id,
     )
 
 
-async def queue_learner_sms(
+async def notify_learner(
     *,
     session: AsyncSession,
     learner_id: uuid.UUID,
@@ -118,99 +227,249 @@ async def queue_learner_sms(
     values: Mapping[str, object],
     dedupe_key: str,
     now: datetime,
-) -> uuid.UUID | None:
-    """Queue the ``event`` SMS for a learner, in their language, unless one with ``dedupe_key``
-    exists. Stored as suppressed when they opted out, and skipped for a learner with no phone
-    or an event with no template. The log entry's id, or None when nothing was queued."""
+) -> list[uuid.UUID]:
+    """Queue ``event`` for a learner on each channel it uses, in their language, once per
+    ``dedupe_key`` (the SMS keeps the key as given; email adds ``:email``). After quiet hours
+    if now is quiet. An SMS the learner opted out of is stored as suppressed, so the log shows
+    why it never went; email they never turned on is not stored. The new entries' ids."""
+    spec = event_spec(event)
     row = (
         await session.execute(
-            sa.select(Learner, Phone.e164).join(Phone, Phone.id == Learner.phone_id).where(Learner.id == learner_id)
+            sa.select(Learner, Phone.e164, User.email)
+            .outerjoin(Phone, Phone.id == Learner.phone_id)
+            .outerjoin(User, User.id == Learner.user_id)
+            .where(Learner.id == learner_id)
         )
     ).first()
     if row is None:
-        return None
-    learner, e164 = row
-    template = await _template(session, learner.institution_id, event, learner.language)
-    if template is None:
-        return None
-    allowed = await sms_allowed(session=session, learner_id=learner_id, event=event)
-    return await queue_sms(
-        session=session,
-        recipient=e164,
-        body=render(template.body, {"learner_name": learner.display_name, **values}),
-        event=event,
-        language=template.language,
-        dedupe_key=dedupe_key,
-        now=now,
-        learner_id=learner.id,
-        institution_id=learner.institution_id,
-        template_id=template.id,
-        status=NotificationStatus.QUEUED if allowed else NotificationStatus.SUPPRESSED,
+        return []
+    learner, e164, email = row
+    quiet = await quiet_hours_for(session, learner.institution_id)
+    values = {"learner_name": learner.display_name, **values}
+    queued: list[uuid.UUID] = []
+    for channel in spec.channels:
+        recipient = e164 if channel is NotificationChannel.SMS else email
+        if not recipient:
+            continue
+        allowed = await channel_allowed(session=session, learner_id=learner.id, channel=channel, event=event)
+        if not allowed and channel is NotificationChannel.EMAIL:
+            continue
+        text = await rendered_text(
+            session,
+            institution_id=learner.institution_id,
+            event=event,
+            channel=channel,
+            language=learner.language,
+            values=values,
+        )
+        log_id = await queue_notification(
+            session=session,
+            channel=channel,
+            recipient=recipient,
+            subject=text.subject if channel is NotificationChannel.EMAIL else None,
+            body=text.body,
+            event=event,
+            language=text.language,
+            dedupe_key=dedupe_key if channel is NotificationChannel.SMS else f"{dedupe_key}:email",
+            now=now,
+            scheduled_for=quiet.next_allowed(now) if allowed else None,
+            learner_id=learner.id,
+            institution_id=learner.institution_id,
+            template_id=text.template_id,
+            status=NotificationStatus.QUEUED if allowed else NotificationStatus.SUPPRESSED,
+        )
+        if log_id is not None:
+            queued.append(log_id)
+    return queued
+
+
+async def alert_admins(
+    *,
+    session: AsyncSession,
+    institution_id: uuid.UUID | None,
+    title: str,
+    detail: str,
+    dedupe_key: str,
+    now: datetime,
+) -> list[uuid.UUID]:
+    """Email an alert to the school's admins (the platform's when the school has none with an
+    email, or for a platform-wide alert), at once: a page is not held for quiet hours."""
+    name = "Somo"
+    if institution_id is not None:
+        name = await session.scalar(sa.select(Institution.name).where(Institution.id == institution_id)) or name
+    recipients: list[tuple[uuid.UUID, str]] = []
+    if institution_id is not None:
+        recipients = [
+            (user_id, email or "")
+            for user_id, email in await session.execute(
+                sa.select(User.id, User.email).where(
+                    User.institution_id == institution_id,
+                    User.role == Role.INSTITUTION_ADMIN,
+                    User.is_active.is_(True),
+                    User.email.is_not(None),
+                )
+            )
+        ]
+    if not recipients:
+        recipients = [
+            (user_id, email or "")
+            for user_id, email in await session.execute(
+                sa.select(User.id, User.email).where(
+                    User.role == Role.PLATFORM_ADMIN, User.is_active.is_(True), User.email.is_not(None)
+                )
+            )
+        ]
+    text = await rendered_text(
+        session,
+        institution_id=institution_id,
+        event=ADMIN_EVENT,
+        channel=NotificationChannel.EMAIL,
+        language=Language.EN,
+        values={"title": title, "detail": detail, "institution_name": name, "learner_name": ""},
+    )
+    queued: list[uuid.UUID] = []
+    for user_id, email in recipients:
+        log_id = await queue_notification(
+            session=session,
+            channel=NotificationChannel.EMAIL,
+            recipient=email,
+            subject=text.subject,
+            body=text.body,
+            event=ADMIN_EVENT,
+            language=text.language,
+            dedupe_key=f"{dedupe_key}:{user_id}",
+            now=now,
+            user_id=user_id,
+            institution_id=institution_id,
+            template_id=text.template_id,
+        )
+        if log_id is not None:
+            queued.append(log_id)
+    if not recipients:
+        log.error("admin alert with nobody to send it to", extra={"title": title, "detail": detail})
+    return queued
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    status: NotificationStatus
+    message_id: str | None = None
+    error: str | None = None
+    retryable: bool = False
+    parts: int | None = None
+    cost_minor: int | None = None
+
+
+async def _send(senders: Senders, entry: NotificationLog) -> _Outcome:
+    """One try on the entry's channel; never raises for a provider's failure."""
+    if entry.channel is NotificationChannel.EMAIL:
+        if senders.email is None:
+            return _Outcome(NotificationStatus.FAILED, error="no email sender configured", retryable=True)
+        try:
+            sent = await senders.email.send(
+                to=[entry.recipient], subject=senders.finish(entry.subject or ""), text=entry.body
+            )
+        except EmailSendError as exc:
+            return _Outcome(NotificationStatus.FAILED, error=exc.detail[:500], retryable=exc.retryable)
+        return _Outcome(NotificationStatus.SENT, message_id=sent.message_id)
+    try:
+        result = await senders.sms.send(entry.body, [entry.recipient])
+    except SmsSendError as exc:
+        return _Outcome(NotificationStatus.FAILED, error=exc.detail[:500], retryable=exc.retryable)
+    mine = next((r for r in result.recipients if r.number == entry.recipient), None)
+    cost = mine.cost_minor if mine else None
+    if mine is not None and mine.accepted:
+        return _Outcome(NotificationStatus.SENT, message_id=mine.message_id, parts=result.parts, cost_minor=cost)
+    return _Outcome(
+        NotificationStatus.FAILED,
+        error=mine.status if mine else result.summary,
+        retryable=bool(mine is not None and mine.retryable),
+        parts=result.parts,
+        cost_minor=cost,
     )
 
 
-async def deliver_sms(
-    *, sessions: async_sessionmaker[AsyncSession], sender: SmsSender, log_id: uuid.UUID, clock: Clock
+def _is_notification(entry: NotificationLog) -> bool:
+    """Whether quiet hours and opt-outs apply: not to a reply the learner asked for, nor to a page."""
+    return entry.event not in (REPLY_EVENT, ADMIN_EVENT)
+
+
+async def deliver(
+    *, sessions: async_sessionmaker[AsyncSession], senders: Senders, log_id: uuid.UUID, clock: Clock
 ) -> NotificationStatus | None:
-    """Send one queued SMS and record what AT said for its recipient. A retryable failure
-    leaves it queued for the next pass (up to ``SEND_ATTEMPTS``); anything else is final.
-    Claimed first (``attempts`` bumped under a row lock), so two senders never send one twice."""
+    """Send one queued message and record what the provider said. A retryable failure leaves it
+    queued for a later pass (after 2, then 8 minutes) until ``SEND_ATTEMPTS`` tries are spent;
+    anything else is final. Claimed first (``attempts`` bumped under a row lock), so two
+    senders never send one twice. None when there was nothing to do."""
     async with sessions() as session, session.begin():
         entry = await session.get(NotificationLog, log_id, with_for_update=True, populate_existing=True)
+        now = clock.now()
         if entry is None or entry.status is not NotificationStatus.QUEUED:
             return None
-        # A reply to a learner's own command goes even after STOP: they asked for it.
-        learner_id = entry.learner_id if entry.event != REPLY_EVENT else None
-        if learner_id is not None and not await sms_allowed(session=session, learner_id=learner_id, event=entry.event):
-            entry.status, entry.updated_at = NotificationStatus.SUPPRESSED, clock.now()
-            return entry.status
+        if entry.scheduled_for is not None and entry.scheduled_for > now:
+            return None
+        if _is_notification(entry):
+            if entry.learner_id is not None and not await channel_allowed(
+                session=session, learner_id=entry.learner_id, channel=entry.channel, event=entry.event
+            ):
+                entry.status, entry.updated_at = NotificationStatus.SUPPRESSED, now
+                return entry.status
+            quiet = await quiet_hours_for(session, entry.institution_id)
+            if quiet.is_quiet(now):
+                entry.scheduled_for, entry.updated_at = quiet.next_allowed(now), now
+                return NotificationStatus.QUEUED
         entry.attempts += 1
-        entry.status = NotificationStatus.SENT  # claimed; corrected below from AT's answer
-        recipient, body, attempts = entry.recipient, entry.body, entry.attempts
-    status, message_id, error, parts, cost = NotificationStatus.FAILED, None, None, None, None
-    try:
-        result = await sender.send(body, [recipient])
-    except SmsSendError as exc:
-        error = exc.detail[:500]
-        if exc.retryable and attempts < SEND_ATTEMPTS:
-            status = NotificationStatus.QUEUED
-    else:
-        mine = next((r for r in result.recipients if r.number == recipient), None)
-        if mine is not None and mine.accepted:
-            status, message_id = NotificationStatus.SENT, mine.message_id
-        else:
-            error = mine.status if mine else result.summary
-            if mine is not None and mine.retryable and attempts < SEND_ATTEMPTS:
-                status = NotificationStatus.QUEUED
-        parts, cost = result.parts, mine.cost_minor if mine else None
+        entry.status = NotificationStatus.SENT  # claimed; corrected below from the provider's answer
+        entry.body, entry.subject = senders.finish(entry.body), senders.finish(entry.subject) if entry.subject else None
+        attempts = entry.attempts
+        await session.flush()
+        session.expunge(entry)  # read below, after this transaction, without a reload
+    outcome = await _send(senders, entry)
+    status = outcome.status
+    if status is NotificationStatus.FAILED and outcome.retryable and attempts < SEND_ATTEMPTS:
+        status = NotificationStatus.QUEUED
     async with sessions() as session, session.begin():
-        if message_id is not None:
-            await serialize_on(session, message_lock_key(message_id))  # with its delivery reports
-        entry = await session.get(NotificationLog, log_id, populate_existing=True)
-        if entry is None:
+        if outcome.message_id is not None and entry.channel is NotificationChannel.SMS:
+            await serialize_on(session, message_lock_key(outcome.message_id))  # with its delivery reports
+        current = await session.get(NotificationLog, log_id, populate_existing=True)
+        if current is None:
             return None
         now = clock.now()
-        entry.status, entry.provider_message_id, entry.error = status, message_id, error
-        entry.segments, entry.cost_minor, entry.updated_at = parts, cost, now
-        entry.sent_at = now if status is NotificationStatus.SENT else None
-        if message_id is not None:
-            early = await reported_outcome(session=session, message_id=message_id)
+        session.add(
+            NotificationTry(
+                id=new_id(),
+                notification_id=log_id,
+                attempt=attempts,
+                tried_at=now,
+                outcome=outcome.status,
+                provider_message_id=outcome.message_id,
+                error=outcome.error,
+            )
+        )
+        current.status, current.provider_message_id, current.error = status, outcome.message_id, outcome.error
+        current.segments, current.cost_minor, current.updated_at = outcome.parts, outcome.cost_minor, now
+        current.sent_at = now if status is NotificationStatus.SENT else None
+        current.scheduled_for = now + RETRY_BASE * 4 ** (attempts - 1) if status is NotificationStatus.QUEUED else None
+        if outcome.message_id is not None and entry.channel is NotificationChannel.SMS:
+            early = await reported_outcome(session=session, message_id=outcome.message_id)
             if early is not None:
-                entry.status, reason = early
-                entry.error = reason or entry.error
-                status = entry.status
+                current.status, reason = early
+                current.error = reason or current.error
+                status = current.status
     if status is not NotificationStatus.SENT:
-        log.warning("sms not sent", extra={"notification_id": str(log_id), "status": status.value, "error": error})
+        log.warning(
+            "notification not sent",
+            extra={"notification_id": str(log_id), "status": status.value, "error": outcome.error, "try": attempts},
+        )
     return status
 
 
-async def due_sms(*, session: AsyncSession, now: datetime, limit: int) -> list[uuid.UUID]:
-    """Queued SMS whose time has come (quiet hours may schedule some for later), oldest first."""
+async def due_notifications(*, session: AsyncSession, now: datetime, limit: int) -> list[uuid.UUID]:
+    """Queued messages whose time has come (quiet hours and retries schedule some for later), oldest first."""
     rows = await session.scalars(
         sa.select(NotificationLog.id)
         .where(
             NotificationLog.status == NotificationStatus.QUEUED,
-            NotificationLog.channel == NotificationChannel.SMS,
             sa.or_(NotificationLog.scheduled_for.is_(None), NotificationLog.scheduled_for <= now),
         )
         .order_by(NotificationLog.created_at, NotificationLog.id)

@@ -18,7 +18,7 @@ from lms_domain.clock import Clock
 from lms_domain.commerce.models import Order, OrderStatus
 from lms_domain.ledger.service import post_entry
 from lms_domain.money import Money
-from lms_domain.notifications.service import queue_learner_sms
+from lms_domain.notifications.service import notify_learner
 from lms_domain.payments.models import Payment
 from lms_domain.payments.renewals import renewal_postings, settle_renewal
 from lms_domain.payments.settlement import fulfil_order, order_sale_postings, suspense_postings
@@ -78,10 +78,10 @@ async def book_payment(
 
 
 async def _thank(session: AsyncSession, payment: Payment, clock: Clock) -> None:
-    """The learner's "payment received" SMS, queued with the settlement it confirms."""
+    """The learner's "payment received" message, queued with the settlement it confirms."""
     if payment.learner_id is None:
         return
-    await queue_learner_sms(
+    await notify_learner(
         session=session,
         learner_id=payment.learner_id,
         event="payment_received",

@@ -18,15 +18,16 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lms_domain.access import Actor, ensure_learners_row
-from lms_domain.clock import Clock
+from lms_domain.clock import Clock, to_nairobi
 from lms_domain.commerce.models import Price
 from lms_domain.db import lock
 from lms_domain.entitlements.models import Entitlement, EntitlementSource
 from lms_domain.errors import Conflict, InvalidInput, NotFound
 from lms_domain.ids import new_id
 from lms_domain.money import DEFAULT_VAT_RATE_BP, Money
+from lms_domain.notifications.service import alert_admins, notify_learner
 from lms_domain.payments.intents import new_intent, payer_msisdn
-from lms_domain.payments.models import IntentStatus, Payment, PaymentIntent, Provider
+from lms_domain.payments.models import FailureClass, IntentStatus, Payment, PaymentIntent, Provider
 from lms_domain.payments.ports import Gateways, PaymentGatewayError
 from lms_domain.payments.settlement import add_interval, clearing_account, sale_postings
 from lms_domain.phones import Network, network_of
@@ -197,6 +198,8 @@ async def fire_renewal(
             attempt.outcome, attempt.resolved_at, attempt.updated_at = RenewalOutcome.FAILED, clock.now(), clock.now()
             attempt.failure_class = getattr(exc, "failure_class", None)
             attempt.detail = exc.detail[:255]
+            if attempt.failure_class == FailureClass.CONFIGURATION:
+                await page_configuration_error(session, attempt.institution_id, exc.detail, clock.now())
         raise
     return RenewalApproval(attempt=approval.attempt, intent=intent, pushed=True)
 
@@ -238,9 +241,42 @@ async def record_renewal_failure(session: AsyncSession, intent: PaymentIntent, c
         sa.select(SubscriptionRenewalAttempt).where(SubscriptionRenewalAttempt.payment_intent_id == intent.id)
     )
     if attempt is not None and attempt.outcome is RenewalOutcome.APPROVED:
-        attempt.outcome, attempt.resolved_at, attempt.updated_at = RenewalOutcome.FAILED, clock.now(), clock.now()
+        now = clock.now()
+        attempt.outcome, attempt.resolved_at, attempt.updated_at = RenewalOutcome.FAILED, now, now
         attempt.failure_class = intent.failure_class.value if intent.failure_class else None
         attempt.detail = (intent.result_desc or "")[:255]
+        await _tell_of_failure(session, intent, now)
+
+
+async def page_configuration_error(
+    session: AsyncSession, institution_id: uuid.UUID, detail: str, now: datetime
+) -> None:
+    """Email the school's admins (once a day): prompts fail on our credentials or shortcode,
+    which no learner can fix, so dunning holds their attempts until someone does."""
+    await alert_admins(
+        session=session,
+        institution_id=institution_id,
+        title="payment prompts fail on our configuration",
+        detail=f"{detail}. Renewal reminders are paused for the learners affected until it is fixed.",
+        dedupe_key=f"config-alert:{institution_id}:{to_nairobi(now).date().isoformat()}",
+        now=now,
+    )
+
+
+async def _tell_of_failure(session: AsyncSession, intent: PaymentIntent, now: datetime) -> None:
+    """Our own configuration pages the admins; anything else tells the learner to try again."""
+    if intent.failure_class is FailureClass.CONFIGURATION:
+        detail = f"{intent.provider.value}: {intent.result_code or ''} {intent.result_desc or ''}".strip()
+        await page_configuration_error(session, intent.institution_id, detail, now)
+    elif intent.learner_id is not None:
+        await notify_learner(
+            session=session,
+            learner_id=intent.learner_id,
+            event="payment_failed",
+            values={"amount": Money(intent.amount_minor, intent.currency).figure},
+            dedupe_key=f"payment_failed:{intent.id}",
+            now=now,
+        )
 
 
 async def renewal_for_intent(session: AsyncSession, intent: PaymentIntent) -> Subscription | None:

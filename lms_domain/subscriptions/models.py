@@ -74,14 +74,21 @@ class RenewalOutcome(StrEnum):
 
 
 class SubscriptionRenewalAttempt(Base, IdMixin, TimestampMixin, TenantMixin):
-    """Exactly one per (subscription, period, attempt number), enforced by the database
-    so two scheduler processes cannot both dun a learner."""
+    """Every try at renewing one period: an invitation, an approval and its payment prompt.
+
+    ``attempt_no`` counts all tries of the period (a learner may approve again after a failed
+    prompt); ``dunning_step`` marks the ones the scheduler made: 0 the renewal invitation before
+    the due date, 1..n the dunning schedule's attempts after it. The database holds both unique
+    per (subscription, period), so two scheduler processes cannot both dun a learner for the
+    same step.
+    """
 
     __tablename__ = "subscription_renewal_attempts"
 
     subscription_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("subscriptions.id", ondelete="RESTRICT"))
     period_start: Mapped[datetime]
     attempt_no: Mapped[int]
+    dunning_step: Mapped[int | None] = mapped_column(sa.SmallInteger, default=None)
     outcome: Mapped[RenewalOutcome] = mapped_column(
         enum_column(RenewalOutcome, "outcome"), default=RenewalOutcome.SCHEDULED
     )
@@ -97,6 +104,7 @@ class SubscriptionRenewalAttempt(Base, IdMixin, TimestampMixin, TenantMixin):
 
     __table_args__ = (
         sa.UniqueConstraint("subscription_id", "period_start", "attempt_no"),
+        sa.UniqueConstraint("subscription_id", "period_start", "dunning_step", name="uq_renewal_attempts_step"),
         sa.CheckConstraint("attempt_no >= 0", name="attempt_no_non_negative"),
     )
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from lms_domain.clock import FixedClock
 from server.app import create_app
 from server.keys import callback_tasks_key, phone_channels_key, sessionmaker_key
+from server.notifiers import SIMULATOR_ACS_KEY
 from server.seed import QUIZ_QUESTIONS, seed_demo
 from server.settings import (
     DatabaseSettings,
@@ -27,6 +28,7 @@ from server.settings import (
     RedisSettings,
     Settings,
 )
+from server.simulators.acs import AcsSimConfig, add_acs_routes
 from server.simulators.africastalking import AtSimConfig, add_at_routes
 from server.simulators.airtel import AirtelSimConfig, add_airtel_routes
 from server.simulators.daraja import SANDBOX_PASSKEY, DarajaSimConfig, create_daraja_app
@@ -128,6 +130,7 @@ async def make_world(
             delivery_failures={UNDELIVERABLE: "UserIsInactive"},
         ),
     )
+    add_acs_routes(sim_app, AcsSimConfig(access_key=SIMULATOR_ACS_KEY))
     sim = await aiohttp_server(sim_app)
     settings = Settings(
         database=DatabaseSettings(url=database_url),

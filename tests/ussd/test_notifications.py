@@ -9,9 +9,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from lms_domain.notifications.models import NotificationLog, NotificationStatus
+from lms_domain.notifications.models import NotificationLog, NotificationStatus, NotificationTry
 from lms_domain.notifications.ports import SmsRecipientResult, SmsSendResult
-from lms_domain.notifications.service import SEND_ATTEMPTS, deliver_sms, queue_learner_sms
+from lms_domain.notifications.service import RETRY_BASE, SEND_ATTEMPTS, Senders, deliver, notify_learner
 from lms_domain.subscriptions.models import Subscription
 from server.keys import phone_channels_key
 from server.notifier import send_due
@@ -49,7 +49,7 @@ async def test_a_renewal_paid_on_ussd_is_confirmed_by_sms(world: World) -> None:
     assert await send_due(world.app) == {"sent": 1}
     assert await send_due(world.app) == {}  # sent once
     [message] = await replies_to(world, AMINA, 1)
-    assert message.startswith("Thank you Amina Wanjiru. We received KES 300, M-Pesa receipt "), message
+    assert message.startswith("Thank you Amina Wanjiru. We received KES 300, receipt "), message
     sent = await _thanks(world)
     assert sent.status in (NotificationStatus.SENT, NotificationStatus.DELIVERED)  # the report may be back
     assert sent.provider_message_id and sent.segments == 1
@@ -72,34 +72,45 @@ async def test_stop_after_queuing_still_stops_the_message(world: World) -> None:
     assert (await _thanks(world)).status is NotificationStatus.SUPPRESSED
 
 
-async def test_a_retryable_failure_is_retried_then_given_up(world: World) -> None:
+async def test_a_retryable_failure_is_retried_with_backoff_then_given_up(world: World) -> None:
     async with world.makers() as session, session.begin():
         learner = await make_learner(session, name="Wafula Retry", phone="+254711000008")  # AT answers 500
-        log_id = await queue_learner_sms(
+        queued = await notify_learner(
             session=session,
             learner_id=learner.id,
-            event="subscription_expired",
-            values={"ussd_code": "*384*123#"},
+            event="subscription_cancelled",
+            values={},
             dedupe_key="expired:test",
             now=T0,
         )
-        again = await queue_learner_sms(
+        again = await notify_learner(
             session=session,
             learner_id=learner.id,
-            event="subscription_expired",
-            values={"ussd_code": "*384*123#"},
+            event="subscription_cancelled",
+            values={},
             dedupe_key="expired:test",
             now=T0,
         )
-    assert log_id is not None and again is None  # queued once per dedupe key
-    sender = world.app[phone_channels_key].sender
+    assert len(queued) == 1 and again == []  # queued once per dedupe key
+    [log_id] = queued
+    senders = Senders(sms=world.app[phone_channels_key].sender, contacts={"ussd_code": "*384*123#"})
     for attempt in range(1, SEND_ATTEMPTS + 1):
-        status = await deliver_sms(sessions=world.makers, sender=sender, log_id=log_id, clock=world.clock)
+        status = await deliver(sessions=world.makers, senders=senders, log_id=log_id, clock=world.clock)
         expected = NotificationStatus.QUEUED if attempt < SEND_ATTEMPTS else NotificationStatus.FAILED
         assert status is expected, attempt
+        if attempt < SEND_ATTEMPTS:
+            backoff = RETRY_BASE * 4 ** (attempt - 1)
+            world.clock.advance(backoff - timedelta(seconds=1))
+            # Not before its backoff has passed.
+            assert await deliver(sessions=world.makers, senders=senders, log_id=log_id, clock=world.clock) is None
+            world.clock.advance(timedelta(seconds=1))
     entry = await world.scalar(sa.select(NotificationLog).where(NotificationLog.id == log_id))
     assert entry.attempts == SEND_ATTEMPTS and entry.error == "InternalServerError"
     assert entry.body == "Hi Wafula Retry, your Somo subscription has ended. Dial *384*123# to renew."
+    tries = await world.scalar(
+        sa.select(sa.func.count(NotificationTry.id)).where(NotificationTry.notification_id == log_id)
+    )
+    assert tries == SEND_ATTEMPTS  # every try is in the log
 
 
 class RecordingSender:
@@ -131,15 +142,14 @@ class RecordingSender:
 
 async def test_a_delivery_report_that_overtakes_its_send_is_not_lost(world: World) -> None:
     async with world.makers() as session, session.begin():
-        log_id = await queue_learner_sms(
+        [log_id] = await notify_learner(
             session=session,
             learner_id=sid("learner", "amina"),
-            event="subscription_expired",
-            values={"ussd_code": "*384*123#"},
+            event="subscription_cancelled",
+            values={},
             dedupe_key="expired:early",
             now=T0,
         )
-    assert log_id is not None
 
     async def report_first() -> None:
         response = await world.client.post(
@@ -148,8 +158,8 @@ async def test_a_delivery_report_that_overtakes_its_send_is_not_lost(world: Worl
         )
         assert (await response.json()) == {"stored": True}
 
-    status = await deliver_sms(
-        sessions=world.makers, sender=RecordingSender(report_first), log_id=log_id, clock=world.clock
+    status = await deliver(
+        sessions=world.makers, senders=Senders(sms=RecordingSender(report_first)), log_id=log_id, clock=world.clock
     )
     assert status is NotificationStatus.FAILED
     entry = await world.scalar(sa.select(NotificationLog).where(NotificationLog.id == log_id))

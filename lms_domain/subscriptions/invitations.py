@@ -1,0 +1,267 @@
+"""The renewal job: invite every learner whose subscription comes due soon to approve it.
+
+An invitation is a ``SubscriptionRenewalAttempt`` (step 0 of its period) plus a "renewal due"
+message in the learner's language; approving it (USSD, REST, or RENEW by SMS) fires the
+payment prompt through ``renewals.approve_renewal``. Nothing is charged here.
+
+It runs over every subscription of the platform, so it works in batches of set-based
+statements, not an ORM object per row: memory stays flat in the number of subscriptions and
+a pass over 100,000 takes seconds (``bench/renewal_job.py``). Each batch is one transaction;
+the step-0 attempt is unique per (subscription, period), so a batch that runs twice (a retry,
+a second scheduler process) inserts nothing and queues nothing the second time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from lms_domain.clock import Clock, to_nairobi
+from lms_domain.commerce.models import Price
+from lms_domain.i18n import Language
+from lms_domain.ids import new_id
+from lms_domain.money import Money
+from lms_domain.notifications.models import (
+    NotificationChannel,
+    NotificationLog,
+    NotificationPreference,
+    NotificationStatus,
+)
+from lms_domain.notifications.preferences import ALL_EVENTS
+from lms_domain.notifications.quiet_hours import QuietHours
+from lms_domain.notifications.service import Rendered, quiet_hours_for, render, rendered_text
+from lms_domain.subscriptions.dunning import Contacts
+from lms_domain.subscriptions.models import (
+    RenewalOutcome,
+    Subscription,
+    SubscriptionRenewalAttempt,
+    SubscriptionStatus,
+)
+from lms_domain.tenancy.models import Learner, Phone, User
+
+EVENT = "renewal_due"
+DEFAULT_NOTICE = timedelta(days=3)
+
+
+@dataclass(slots=True)
+class InvitationRun:
+    """What a pass did: subscriptions looked at, invitations made, messages queued."""
+
+    due: int = 0
+    invited: int = 0
+    queued: int = 0
+    suppressed: int = 0
+    batches: int = 0
+
+
+@dataclass(slots=True)
+class _Texts:
+    """Templates and quiet hours, looked up once per (school, channel, language) in a pass."""
+
+    texts: dict[tuple[uuid.UUID, NotificationChannel, Language], Rendered] = field(default_factory=dict)
+    quiet: dict[uuid.UUID, QuietHours] = field(default_factory=dict)
+
+    async def text(
+        self, session: AsyncSession, institution_id: uuid.UUID, channel: NotificationChannel, language: Language
+    ) -> Rendered:
+        key = (institution_id, channel, language)
+        if key not in self.texts:
+            # Rendered with no values: the placeholders stay, to be filled per learner below.
+            self.texts[key] = await rendered_text(
+                session, institution_id=institution_id, event=EVENT, channel=channel, language=language, values={}
+            )
+        return self.texts[key]
+
+    async def quiet_hours(self, session: AsyncSession, institution_id: uuid.UUID) -> QuietHours:
+        if institution_id not in self.quiet:
+            self.quiet[institution_id] = await quiet_hours_for(session, institution_id)
+        return self.quiet[institution_id]
+
+
+def _insert(session: AsyncSession, model: type[Any]) -> Any:
+    return (pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(model)
+
+
+async def _preferences(session: AsyncSession, learner_ids: list[uuid.UUID]) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
+    """Of these learners: who opted out of the SMS, and who turned email on (event beats '*')."""
+    rows = (
+        await session.execute(
+            sa.select(
+                NotificationPreference.learner_id,
+                NotificationPreference.channel,
+                NotificationPreference.event,
+                NotificationPreference.enabled,
+            ).where(
+                NotificationPreference.learner_id.in_(learner_ids),
+                NotificationPreference.event.in_([ALL_EVENTS, EVENT]),
+            )
+        )
+    ).all()
+    sms_off: set[uuid.UUID] = set()
+    email: dict[uuid.UUID, dict[str, bool]] = {}
+    for learner_id, channel, event, enabled in rows:
+        if channel is NotificationChannel.SMS and not enabled:
+            sms_off.add(learner_id)
+        elif channel is NotificationChannel.EMAIL:
+            email.setdefault(learner_id, {})[event] = enabled
+    email_on = {lid for lid, prefs in email.items() if prefs.get(EVENT, prefs.get(ALL_EVENTS, False))}
+    return sms_off, email_on
+
+
+async def _invite_batch(
+    session: AsyncSession,
+    rows: list[Any],
+    *,
+    texts: _Texts,
+    contacts: Contacts,
+    now: datetime,
+    run: InvitationRun,
+) -> None:
+    attempts = [
+        {
+            "id": new_id(),
+            "institution_id": row.institution_id,
+            "subscription_id": row.id,
+            "period_start": row.current_period_end,
+            "attempt_no": 0,
+            "dunning_step": 0,
+            "outcome": RenewalOutcome.INVITED,
+            "scheduled_for": row.current_period_end,
+            "invited_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for row in rows
+    ]
+    # A learner who approved before the invitation holds attempt 0 already: no invitation then.
+    inserted = set(
+        await session.scalars(
+            _insert(session, SubscriptionRenewalAttempt)
+            .on_conflict_do_nothing()
+            .returning(SubscriptionRenewalAttempt.subscription_id),
+            attempts,
+        )
+    )
+    run.invited += len(inserted)
+    invited = [row for row in rows if row.id in inserted]
+    if not invited:
+        return
+    sms_off, email_on = await _preferences(session, [row.learner_id for row in invited])
+    messages: list[dict[str, Any]] = []
+    for row in invited:
+        quiet = await texts.quiet_hours(session, row.institution_id)
+        values = {
+            "learner_name": row.display_name,
+            "amount": Money(row.amount_minor, row.currency).figure,
+            "due_date": to_nairobi(row.current_period_end).strftime("%d/%m/%Y"),
+            "ussd_code": contacts.ussd_code,
+            "shortcode": contacts.shortcode,
+        }
+        for channel, recipient in ((NotificationChannel.SMS, row.e164), (NotificationChannel.EMAIL, row.email)):
+            allowed = (
+                row.learner_id not in sms_off if channel is NotificationChannel.SMS else row.learner_id in email_on
+            )
+            if not recipient or (channel is NotificationChannel.EMAIL and not allowed):
+                continue
+            text = await texts.text(session, row.institution_id, channel, row.language)
+            key = f"{EVENT}:{row.id}:{row.current_period_end.isoformat()}"
+            messages.append(
+                {
+                    "id": new_id(),
+                    "institution_id": row.institution_id,
+                    "learner_id": row.learner_id,
+                    "user_id": None,
+                    "template_id": text.template_id,
+                    "event": EVENT,
+                    "channel": channel,
+                    "language": text.language,
+                    "recipient": recipient,
+                    "subject": render(text.subject, values)
+                    if channel is NotificationChannel.EMAIL and text.subject
+                    else None,
+                    "body": render(text.body, values),
+                    "status": NotificationStatus.QUEUED if allowed else NotificationStatus.SUPPRESSED,
+                    "dedupe_key": key if channel is NotificationChannel.SMS else f"{key}:email",
+                    "scheduled_for": quiet.next_allowed(now) if allowed else None,
+                    "attempts": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            run.suppressed += 0 if allowed else 1
+    if messages:
+        await session.execute(_insert(session, NotificationLog).on_conflict_do_nothing(), messages)
+        run.queued += sum(1 for m in messages if m["status"] is NotificationStatus.QUEUED)
+
+
+def coming_due(now: datetime, notice: timedelta) -> Any:
+    """Active, paid subscriptions whose period ends within ``notice``, with what the message needs."""
+    return (
+        sa.select(
+            Subscription.id,
+            Subscription.institution_id,
+            Subscription.learner_id,
+            Subscription.current_period_end,
+            Price.amount_minor,
+            Price.currency,
+            Learner.display_name,
+            Learner.language,
+            Phone.e164,
+            User.email,
+        )
+        .join(Price, Price.id == Subscription.price_id)
+        .join(Learner, Learner.id == Subscription.learner_id)
+        .outerjoin(Phone, Phone.id == Learner.phone_id)
+        .outerjoin(User, User.id == Learner.user_id)
+        .where(
+            Subscription.status == SubscriptionStatus.ACTIVE,
+            Subscription.deleted_at.is_(None),
+            Subscription.cancel_at_period_end.is_(False),
+            Subscription.current_period_end > now,
+            Subscription.current_period_end <= now + notice,
+            Price.amount_minor > 0,
+            ~sa.exists().where(
+                SubscriptionRenewalAttempt.subscription_id == Subscription.id,
+                SubscriptionRenewalAttempt.period_start == Subscription.current_period_end,
+            ),
+        )
+    )
+
+
+async def invite_renewals(
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    contacts: Contacts,
+    notice: timedelta = DEFAULT_NOTICE,
+    batch: int = 1000,
+    progress: Callable[[int], None] | None = None,
+) -> InvitationRun:
+    """Invite every learner whose subscription is due within ``notice`` and not invited yet
+    for that period. Keyset-paged by subscription id, a transaction per batch."""
+    now = clock.now()
+    run, texts = InvitationRun(), _Texts()
+    after: uuid.UUID | None = None
+    while True:
+        async with sessions() as session, session.begin():
+            stmt = coming_due(now, notice).order_by(Subscription.id).limit(batch)
+            if after is not None:
+                stmt = stmt.where(Subscription.id > after)
+            rows = list((await session.execute(stmt)).all())
+            if not rows:
+                break
+            after = rows[-1].id
+            run.due += len(rows)
+            run.batches += 1
+            await _invite_batch(session, rows, texts=texts, contacts=contacts, now=now, run=run)
+        if progress is not None:
+            progress(len(rows))
+    return run
