@@ -26,6 +26,7 @@ log = logging.getLogger("somo.worker")
 
 @contextlib.asynccontextmanager
 async def job_context(settings: Settings, clock: Clock | None = None) -> AsyncIterator[JobContext]:
+    import lms_domain.models  # noqa: F401 - every table mapped, so foreign keys resolve
     from lms_domain.changefeed import NodeRole, SyncContext, install_change_capture
     from lms_domain.db import create_engine, make_sessionmaker
     from server.kv import RedisStore

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms_domain.assessments.models import Question, QuestionChoice, Quiz
+from lms_domain.commerce.models import Price, PriceInterval, Product, ProductKind
 from lms_domain.courses.models import Course, CourseAccess, Lesson, Section
+from lms_domain.entitlements.models import Entitlement, EntitlementSource
 from lms_domain.i18n import Language
 from lms_domain.ids import new_id
 from lms_domain.security import Hasher
+from lms_domain.subscriptions.models import Subscription, SubscriptionStatus
 from lms_domain.tenancy.models import Institution, Learner
 from lms_domain.tenancy.service import create_institution, create_learner
 
@@ -127,3 +131,61 @@ async def make_course(
                 fixture.wrong[question.id] = choice.id
     await session.flush()
     return fixture
+
+
+async def make_subscription(
+    session: AsyncSession,
+    *,
+    learner: Learner,
+    due: datetime,
+    amount_minor: int = 30000,
+    status: SubscriptionStatus = SubscriptionStatus.ACTIVE,
+    product: Product | None = None,
+) -> Subscription:
+    """A monthly subscription of ``learner`` whose current period ends at ``due``, with its
+    entitlement (as a paid checkout leaves it)."""
+    if product is None:
+        product = Product(
+            id=new_id(),
+            institution_id=learner.institution_id,
+            sku=f"sub-{uuid.uuid4().hex[:6]}",
+            kind=ProductKind.SUBSCRIPTION,
+            name_en="Premium",
+        )
+        session.add(product)
+        await session.flush()
+    price = Price(
+        id=new_id(),
+        institution_id=learner.institution_id,
+        product_id=product.id,
+        amount_minor=amount_minor,
+        interval=PriceInterval.MONTH,
+    )
+    session.add(price)
+    await session.flush()
+    start = due - timedelta(days=30)
+    subscription = Subscription(
+        id=new_id(),
+        institution_id=learner.institution_id,
+        learner_id=learner.id,
+        product_id=product.id,
+        price_id=price.id,
+        status=status,
+        current_period_start=start,
+        current_period_end=due,
+    )
+    session.add(subscription)
+    session.add(
+        Entitlement(
+            id=new_id(),
+            institution_id=learner.institution_id,
+            learner_id=learner.id,
+            product_id=product.id,
+            source=EntitlementSource.SUBSCRIPTION,
+            source_id=subscription.id,
+            valid_from=start,
+            valid_until=due,
+        )
+    )
+    await session.flush()
+    return subscription

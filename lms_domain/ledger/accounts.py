@@ -44,6 +44,7 @@ REVENUE = "revenue"
 VAT_PAYABLE = "vat_payable"
 REFUNDS = "refunds"
 SUSPENSE = "suspense"
+CASH = "cash"
 
 CHART: tuple[AccountSpec, ...] = (
     AccountSpec(MPESA_CLEARING, "M-Pesa clearing", AccountType.ASSET, debit_normal=True),
@@ -53,6 +54,8 @@ CHART: tuple[AccountSpec, ...] = (
     AccountSpec(REFUNDS, "Refunds (contra-revenue)", AccountType.REVENUE, debit_normal=True),
     # Paybill money we hold but cannot yet attribute to a learner (e.g. a mistyped account no).
     AccountSpec(SUSPENSE, "Suspense (unmatched paybill)", AccountType.LIABILITY, debit_normal=False),
+    # Money an admin recorded by hand (cash at the bursar's office, a bank deposit).
+    AccountSpec(CASH, "Cash and bank (manual payments)", AccountType.ASSET, debit_normal=True),
 )
 SPEC_BY_CODE: dict[str, AccountSpec] = {spec.code: spec for spec in CHART}
 

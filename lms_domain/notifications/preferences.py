@@ -1,18 +1,26 @@
-"""Opting out of SMS: STOP by SMS sets it, and every notification checks it before sending."""
+"""Opting out of SMS: STOP by SMS sets it, and every notification checks it before sending.
+A learner (or their school's staff) also switches channels and single events on or off."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lms_domain.errors import NotFound
+from lms_domain.access import Actor, ensure_visible
+from lms_domain.errors import InvalidInput, NotFound
 from lms_domain.ids import natural_id
+from lms_domain.notifications.events import EVENTS, EventSpec, event_spec
 from lms_domain.notifications.models import NotificationChannel, NotificationPreference
 from lms_domain.tenancy.models import Learner
+from lms_domain.tenancy.phone_access import set_language
+
+if TYPE_CHECKING:
+    from lms_domain.notifications.schemas import NotificationPreferences, NotificationPreferencesUpdate
 
 ALL_EVENTS = "*"
 
@@ -109,3 +117,95 @@ async def set_preference(
         pref.enabled, pref.updated_at = enabled, now
     await session.flush()
     return pref
+
+
+async def _learner_for(session: AsyncSession, actor: Actor, learner_id: uuid.UUID) -> Learner:
+    """The learner, if the actor is them or staff of their school; anyone else finds nothing."""
+    learner = await session.get(Learner, learner_id)
+    ensure_visible(learner, actor, what="learner")
+    assert learner is not None
+    if not actor.is_staff and actor.learner_id != learner.id:
+        raise NotFound("learner not found")
+    return learner
+
+
+def learner_event(name: str) -> EventSpec:
+    """The event called ``name`` if it is one sent to learners (admin alerts are not)."""
+    spec = event_spec(name)
+    if spec.audience != "learner":
+        raise InvalidInput(f"{name} is not sent to learners", code="unknown_event", event=name)
+    return spec
+
+
+async def preferences_of(*, session: AsyncSession, actor: Actor, learner_id: uuid.UUID) -> NotificationPreferences:
+    """The learner's language, channel switches and each learner event's own settings."""
+    # Imported here: the schemas show templates, whose module needs the sending service,
+    # which needs this module.
+    from lms_domain.notifications.schemas import ChannelSwitch, EventSwitches, NotificationPreferences
+
+    learner = await _learner_for(session, actor, learner_id)
+    rows = await session.execute(
+        sa.select(NotificationPreference.channel, NotificationPreference.event, NotificationPreference.enabled).where(
+            NotificationPreference.learner_id == learner.id
+        )
+    )
+    settings = {(channel, event): enabled for channel, event, enabled in rows}
+    sms, email = NotificationChannel.SMS, NotificationChannel.EMAIL
+    return NotificationPreferences(
+        language=learner.language,
+        # The defaults of ``channel_allowed``: SMS on unless opted out, email off unless turned on.
+        sms=ChannelSwitch(enabled=settings.get((sms, ALL_EVENTS), True)),
+        email=ChannelSwitch(enabled=settings.get((email, ALL_EVENTS), False)),
+        events={
+            spec.name: EventSwitches(sms=settings.get((sms, spec.name)), email=settings.get((email, spec.name)))
+            for spec in EVENTS.values()
+            if spec.audience == "learner"
+        },
+    )
+
+
+async def clear_preference(
+    *, session: AsyncSession, learner_id: uuid.UUID, channel: NotificationChannel, event: str
+) -> None:
+    """Drop the learner's own setting for one event: it follows the channel's switch again."""
+    pref = await session.get(
+        NotificationPreference, natural_id("notification_preference", learner_id, channel.value, event)
+    )
+    if pref is not None:
+        await session.delete(pref)
+        await session.flush()
+
+
+async def update_preferences(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    learner_id: uuid.UUID,
+    data: NotificationPreferencesUpdate,
+    now: datetime,
+) -> NotificationPreferences:
+    """Change what ``data`` names (language, channel switches, events' own settings); every
+    event is checked before anything is written."""
+    learner = await _learner_for(session, actor, learner_id)
+    changes: list[tuple[NotificationChannel, str, bool | None]] = []
+    for name, switches in data.events.items():
+        spec = learner_event(name)
+        for field in sorted(switches.model_fields_set):
+            channel = NotificationChannel(field)
+            enabled: bool | None = getattr(switches, field)
+            if enabled is not None and channel not in spec.channels:
+                raise InvalidInput(f"{name} is not sent by {channel.value}", code="channel_not_used", event=name)
+            changes.append((channel, name, enabled))
+    for channel, switch in ((NotificationChannel.SMS, data.sms), (NotificationChannel.EMAIL, data.email)):
+        if switch is not None:
+            changes.append((channel, ALL_EVENTS, switch.enabled))
+    if data.language is not None:
+        await set_language(session=session, learner_id=learner.id, language=data.language)
+    for channel, event, enabled in changes:
+        if enabled is None:
+            await clear_preference(session=session, learner_id=learner.id, channel=channel, event=event)
+        else:
+            await set_preference(
+                session=session, learner_id=learner.id, channel=channel, event=event, enabled=enabled, now=now
+            )
+    return await preferences_of(session=session, actor=actor, learner_id=learner.id)

@@ -365,3 +365,75 @@ async def settle_renewal(session: AsyncSession, subscription: Subscription, *, p
         if paid_by_it or attempt.outcome is not RenewalOutcome.FAILED:
             attempt.outcome = RenewalOutcome.SUCCEEDED if paid_by_it else RenewalOutcome.SKIPPED
             attempt.resolved_at, attempt.updated_at = now, now
+
+
+async def record_manual_renewal(
+    *,
+    session: AsyncSession,
+    actor: Actor,
+    subscription_id: uuid.UUID,
+    amount_minor: int,
+    reference: str,
+    paid_at: datetime | None,
+    clock: Clock,
+) -> Payment:
+    """An admin records money paid by hand (cash at the bursar's, a bank deposit) for a
+    subscription: booked to the cash account and settled like any renewal, which stops the
+    dunning. ``reference`` (the receipt book or bank slip number) is unique per school, so
+    recording the same slip twice returns the first payment instead of renewing twice."""
+    from lms_domain.payments.booking import book_payment
+
+    actor.require_admin()
+    subscription = await lock(session, Subscription, subscription_id)
+    ensure_learners_row(subscription, actor, what="subscription")
+    assert subscription is not None
+    reference = reference.strip()
+    if not reference:
+        raise InvalidInput("a manual payment needs its receipt or slip number", code="manual_reference_missing")
+    receipt = f"{subscription.institution_id.hex[:8]}:{reference}"[:64]
+    earlier = await session.scalar(
+        sa.select(Payment).where(Payment.provider == Provider.MANUAL, Payment.provider_receipt == receipt)
+    )
+    if earlier is not None:
+        if earlier.learner_id != subscription.learner_id or earlier.amount_minor != amount_minor:
+            raise Conflict(f"receipt {reference} is already recorded for another payment", code="manual_reference_used")
+        return earlier
+    if subscription.status not in RENEWABLE:
+        raise Conflict(f"the subscription is {subscription.status.value}", code="subscription_not_renewable")
+    price = await session.get(Price, subscription.price_id)
+    assert price is not None  # foreign key
+    if amount_minor != price.amount_minor:
+        raise InvalidInput(
+            f"the renewal costs {Money(price.amount_minor, price.currency)}; record exactly that",
+            code="manual_amount_mismatch",
+        )
+    now = clock.now()
+    if paid_at is not None and paid_at > now:
+        raise InvalidInput("a payment cannot be in the future", code="manual_paid_in_future")
+    payment = Payment(
+        id=new_id(),
+        institution_id=subscription.institution_id,
+        learner_id=subscription.learner_id,
+        provider=Provider.MANUAL,
+        provider_receipt=receipt,
+        currency=price.currency,
+        amount_minor=amount_minor,
+        paid_at=paid_at or now,
+        recorded_by_id=actor.user_id,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(payment)
+    await session.flush()
+    await book_payment(
+        session,
+        payment,
+        order=None,
+        subscription=subscription,
+        kind="manual_settlement",
+        source_type="payment",
+        source_id=payment.id,
+        description=f"manual payment {reference[:40]} for subscription {subscription.id}",
+        clock=clock,
+    )
+    return payment

@@ -32,19 +32,18 @@ from lms_domain.commerce.models import (
 from lms_domain.entitlements.models import Entitlement, EntitlementSource
 from lms_domain.errors import Conflict
 from lms_domain.ids import crockford_code, new_id
-from lms_domain.ledger.accounts import AIRTEL_CLEARING, MPESA_CLEARING, REVENUE, SUSPENSE, VAT_PAYABLE
+from lms_domain.ledger.accounts import AIRTEL_CLEARING, CASH, MPESA_CLEARING, REVENUE, SUSPENSE, VAT_PAYABLE
 from lms_domain.money import Money, split_vat
 from lms_domain.payments.models import Payment, Provider
 from lms_domain.subscriptions.models import Subscription, SubscriptionItem, SubscriptionStatus
 
 log = logging.getLogger("somo.payments.settlement")
 
-# Where money lands first, by who carried it. Manual payments (cash, bank) are booked to
-# suspense until an admin decides what they pay for, as the chart has no cash account.
+# Where money lands first, by who carried it.
 _CLEARING: dict[Provider, str] = {
     Provider.MPESA: MPESA_CLEARING,
     Provider.AIRTEL: AIRTEL_CLEARING,
-    Provider.MANUAL: SUSPENSE,
+    Provider.MANUAL: CASH,
 }
 
 
@@ -187,6 +186,4 @@ async def order_sale_postings(session: AsyncSession, order: Order, payment: Paym
 def suspense_postings(payment: Payment) -> list[tuple[str, int]]:
     """Money held for a learner or a refund, recognised as nothing yet."""
     debit = clearing_account(payment.provider)
-    if debit == SUSPENSE:
-        raise Conflict("a manual payment must be applied to an order", code="manual_payment_unapplied")
     return [(debit, payment.amount_minor), (SUSPENSE, -payment.amount_minor)]

@@ -1,10 +1,13 @@
-"""Payments beyond checkout: suspense matching, sending refunds, and approving renewals."""
+"""Payments beyond checkout: suspense matching, sending refunds, approving renewals and
+recording renewals paid by hand."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from lms_domain.commerce.schemas import RefundOut
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from lms_domain.commerce.schemas import MAX_AMOUNT_MINOR, RefundOut, UtcDateTime
 from lms_domain.errors import InvalidInput, NotFound
 from lms_domain.ledger.accounts import CHART, as_reported
 from lms_domain.ledger.service import trial_balance
@@ -22,6 +25,8 @@ from lms_domain.payments.schemas import (
     SuspensePage,
     SuspensePaymentOut,
 )
+from lms_domain.subscriptions.models import Subscription
+from lms_domain.subscriptions.schemas import SubscriptionOut
 from lms_domain.tenancy.models import Role
 from server.api.registry import Api, Call
 from server.keys import gateways_key, sessionmaker_key
@@ -31,6 +36,29 @@ api = Api(
 )
 
 ADMINS = frozenset({Role.PLATFORM_ADMIN, Role.INSTITUTION_ADMIN})
+
+# The stored receipt is a 9-character school prefix and the reference, at most 64 characters:
+# a longer reference would be cut, and two slips differing only at the end would collide.
+ManualReference = Annotated[
+    str, StringConstraints(min_length=1, max_length=55, pattern=r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$")
+]
+
+
+class ManualPaymentIn(BaseModel):
+    """Money paid by hand (cash at the bursar's, a bank deposit) for one renewal."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    amount_minor: int = Field(gt=0, le=MAX_AMOUNT_MINOR, description="Exactly the renewal's price, minor units.")
+    reference: ManualReference = Field(description="The receipt book or bank slip number; unique per school.")
+    paid_at: UtcDateTime | None = Field(default=None, description="When the money was paid; default now.")
+
+
+class ManualPaymentOut(BaseModel):
+    """The recorded payment and the subscription it renewed."""
+
+    payment: PaymentOut
+    subscription: SubscriptionOut
 
 
 @api.get("/payments/suspense", summary="List unmatched paybill payments", response=SuspensePage, auth=ADMINS)
@@ -136,6 +164,35 @@ async def approve_renewal(call: Call[RenewalRequest, Any]) -> RenewalOut:
         prompted=approval.pushed,
         intent=PaymentIntentOut.of(approval.intent) if approval.intent is not None else None,
     )
+
+
+@api.post(
+    "/subscriptions/{subscription_id}/manual-payments",
+    summary="Record a renewal paid by hand",
+    body=ManualPaymentIn,
+    response=ManualPaymentOut,
+    status=201,
+    auth=ADMINS,
+    extra_responses={409: "The subscription is cancelled, or the reference was used for another payment."},
+)
+async def record_manual_payment(call: Call[ManualPaymentIn, Any]) -> ManualPaymentOut:
+    """Booked to the cash account; the subscription renews for one period, which ends its
+    dunning. The same reference again answers the first payment and renews nothing."""
+    subscription_id = call.path_uuid("subscription_id")
+    async with call.uow() as session:
+        payment = await renewals.record_manual_renewal(
+            session=session,
+            actor=call.actor,
+            subscription_id=subscription_id,
+            amount_minor=call.body.amount_minor,
+            reference=call.body.reference,
+            paid_at=call.body.paid_at,
+            clock=call.clock,
+        )
+        subscription = await session.get(Subscription, subscription_id)
+        return ManualPaymentOut(
+            payment=PaymentOut.model_validate(payment), subscription=SubscriptionOut.model_validate(subscription)
+        )
 
 
 @api.get("/ledger/balances", summary="Ledger balances", query=LedgerBalanceQuery, response=LedgerBalances, auth=ADMINS)
