@@ -44,6 +44,7 @@ class DemoUser:
     password: str
     role: Role
     full_name: str
+    email: str | None = None  # admins get alerts (a payment configuration error) by email
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,8 @@ class DemoLearner:
 # Development credentials, documented in the README. Never used outside development:
 # production seeding is refused by the CLI.
 DEMO_USERS = (
-    DemoUser("platform", "platform-dev-2026", Role.PLATFORM_ADMIN, "Platform Operator"),
-    DemoUser("admin", "admin-dev-2026", Role.INSTITUTION_ADMIN, "Grace Achieng (Bursar)"),
+    DemoUser("platform", "platform-dev-2026", Role.PLATFORM_ADMIN, "Platform Operator", "ops@somo.example"),
+    DemoUser("admin", "admin-dev-2026", Role.INSTITUTION_ADMIN, "Grace Achieng (Bursar)", "bursar@demo-school.example"),
     DemoUser("teacher", "teacher-dev-2026", Role.INSTRUCTOR, "Mr. Peter Kamau"),
     DemoUser("amina", "learner-dev-2026", Role.LEARNER, "Amina Wanjiru"),
 )
@@ -203,6 +204,7 @@ async def seed_demo(
                 role=user.role,
                 institution_id=None if user.role is Role.PLATFORM_ADMIN else inst_id,
                 full_name=user.full_name,
+                email=user.email,
                 hasher=hasher,
                 user_id=user_id,
             )

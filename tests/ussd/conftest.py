@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,7 @@ from server.settings import (
 from server.simulators.acs import AcsSimConfig, add_acs_routes
 from server.simulators.africastalking import AtSimConfig, add_at_routes
 from server.simulators.airtel import AirtelSimConfig, add_airtel_routes
-from server.simulators.daraja import SANDBOX_PASSKEY, DarajaSimConfig, create_daraja_app
+from server.simulators.daraja import SANDBOX_PASSKEY, DarajaSimConfig, Outcome, create_daraja_app
 from tests.conftest import T0
 from tests.factories import FAST_HASHER
 
@@ -116,8 +117,12 @@ async def make_world(
     aiohttp_client: AiohttpClient,
     *,
     redis_url: str | None = None,
+    msisdn_outcomes: Mapping[str, Outcome] | None = None,
+    notifications: Mapping[str, Any] | None = None,
 ) -> World:
-    sim_app = create_daraja_app(DarajaSimConfig(processing_ms=10, enforce_rule_17=False))
+    sim_app = create_daraja_app(
+        DarajaSimConfig(processing_ms=10, enforce_rule_17=False, msisdn_outcomes=dict(msisdn_outcomes or {}))
+    )
     add_airtel_routes(sim_app, AirtelSimConfig(processing_ms=10, callback_auth=True))
     port = unused_port()
     public = f"http://127.0.0.1:{port}"
@@ -136,7 +141,7 @@ async def make_world(
         database=DatabaseSettings(url=database_url),
         http=HttpSettings(public_url=public),
         redis=RedisSettings(url=redis_url),
-        notifications=NotificationsSettings(at_api_key=AT_API_KEY, send_interval_s=0),
+        notifications=NotificationsSettings(at_api_key=AT_API_KEY, send_interval_s=0, **(notifications or {})),
         rate_limit=RateLimitSettings(enabled=False),
         payments=PaymentsSettings(
             simulator_url=str(sim.make_url("/")).rstrip("/"),
