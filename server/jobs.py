@@ -22,6 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from lms_domain.clock import NAIROBI, Clock
+from lms_domain.notifications.digest import send_progress_digests
 from lms_domain.notifications.service import Senders, deliver, due_notifications
 from lms_domain.payments.ports import Gateways
 from lms_domain.platform.housekeeping import clean_up
@@ -108,6 +109,10 @@ async def send_due(sessions: async_sessionmaker[AsyncSession], senders: Senders,
             outcomes[key] = outcomes.get(key, 0) + 1
 
 
+async def progress_digest(ctx: JobContext) -> dict[str, Any]:
+    return await send_progress_digests(sessions=ctx.sessions, clock=ctx.clock)
+
+
 async def notifications(ctx: JobContext) -> dict[str, Any]:
     return await send_due(ctx.sessions, ctx.senders, ctx.clock)
 
@@ -125,6 +130,12 @@ JOBS: dict[str, Job] = {
         ),
         Job("cleanup", "daily at 03:30 Nairobi", lambda: CronTrigger(hour=3, minute=30, timezone=NAIROBI), cleanup),
         Job("notifications", "every 15 minutes", lambda: IntervalTrigger(minutes=15, timezone=NAIROBI), notifications),
+        Job(
+            "progress-digest",
+            "Sundays at 17:00 Nairobi",
+            lambda: CronTrigger(day_of_week="sun", hour=17, timezone=NAIROBI),
+            progress_digest,
+        ),
     )
 }
 

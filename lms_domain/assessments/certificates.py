@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +17,7 @@ from lms_domain.courses.progress import course_progress
 from lms_domain.errors import NotFound, PreconditionFailed
 from lms_domain.i18n import pick
 from lms_domain.ids import crockford_code, natural_id
+from lms_domain.notifications.service import notify_learner
 from lms_domain.tenancy.models import Institution, Learner
 
 CODE_LENGTH = 10
@@ -93,7 +95,7 @@ async def refresh_completion(
 
 
 async def _issue(
-    session: AsyncSession, learner: Learner, course_id: uuid.UUID, best: list[Attempt], now: object
+    session: AsyncSession, learner: Learner, course_id: uuid.UUID, best: list[Attempt], now: datetime
 ) -> Certificate:
     certificate_id = natural_id("certificate", learner.id, course_id)
     existing = await session.get(Certificate, certificate_id)
@@ -103,15 +105,25 @@ async def _issue(
     if course is None:
         raise NotFound("course not found")
     score = min((a.score_percent or 0) for a in best) if best else 100
+    title = pick(learner.language, course.title_en, course.title_sw)
+    code = certificate_code(certificate_id)
+    await notify_learner(
+        session=session,
+        learner_id=learner.id,
+        event="certificate_issued",
+        values={"course_title": title, "code": code},
+        dedupe_key=f"certificate_issued:{certificate_id}",
+        now=now,
+    )
     certificate = Certificate(
         id=certificate_id,
         institution_id=learner.institution_id,
         learner_id=learner.id,
         course_id=course_id,
         final_attempt_id=best[0].id if best else None,
-        code=certificate_code(certificate_id),
+        code=code,
         learner_name=learner.display_name,
-        course_title=pick(learner.language, course.title_en, course.title_sw),
+        course_title=title,
         score_percent=score,
         issued_at=now,
     )

@@ -25,7 +25,9 @@ from lms_domain.clock import Clock
 from lms_domain.courses.models import Course
 from lms_domain.courses.service import active_enrollment, ensure_learner_may_open, get_course_for
 from lms_domain.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from lms_domain.i18n import pick
 from lms_domain.ids import natural_id, new_id
+from lms_domain.notifications.service import notify_learner
 from lms_domain.tenancy.locks import locked_learner
 from lms_domain.tenancy.models import Learner
 
@@ -282,6 +284,19 @@ async def submit_attempt(
     attempt.passed = max_points > 0 and percent >= quiz.pass_mark_percent
     attempt.status = AttemptStatus.SUBMITTED
     attempt.submitted_at = clock.now()
+    with session.no_autoflush:  # queued before the attempt's synced flush, which takes the counter
+        await notify_learner(
+            session=session,
+            learner_id=learner.id,
+            event="quiz_result",
+            values={
+                "quiz_title": pick(learner.language, quiz.title_en, quiz.title_sw),
+                "score": score,
+                "max_score": max_points,
+            },
+            dedupe_key=f"quiz_result:{attempt.id}",
+            now=clock.now(),
+        )
     session.add_all(given.values())
     await session.flush()
 

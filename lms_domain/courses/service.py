@@ -22,7 +22,9 @@ from lms_domain.courses.models import (
 )
 from lms_domain.entitlements.service import has_active_entitlement
 from lms_domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied, PreconditionFailed
+from lms_domain.i18n import pick
 from lms_domain.ids import natural_id
+from lms_domain.notifications.service import notify_learner
 from lms_domain.tenancy.models import Learner, Role
 
 
@@ -112,6 +114,15 @@ async def enroll(*, session: AsyncSession, learner_id: uuid.UUID, course_id: uui
     ):
         raise PreconditionFailed("this course needs an active purchase or subscription", code="entitlement_required")
 
+    # Queued before the synced write below (see ``payments.booking``), in the learner's language.
+    await notify_learner(
+        session=session,
+        learner_id=learner.id,
+        event="enrollment_confirmed",
+        values={"course_title": pick(learner.language, course.title_en, course.title_sw)},
+        dedupe_key=f"enrollment_confirmed:{enrollment_id}:{now.isoformat()}",
+        now=now,
+    )
     if existing is not None:
         existing.status = EnrollmentStatus.ACTIVE
         existing.deleted_at = None

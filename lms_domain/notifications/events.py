@@ -146,6 +146,9 @@ EVENTS: dict[str, EventSpec] = {
             "{learner_name}, umepata {score}/{max_score} katika {quiz_title}.",
             "Your quiz result",
             "Matokeo ya jaribio",
+            # The score is on the learner's screen the moment they submit (USSD, app, web): an
+            # SMS would only repeat it at a cost, so the record goes by email to those who want it.
+            channels=(EMAIL,),
         ),
         _event(
             "progress_digest",

@@ -21,7 +21,6 @@ from server.worker import job_context
 from tests.server.test_cli import assert_ok, run_somo, somo
 
 
-
 async def _contended(first: JobLocks, second: JobLocks) -> None:
     async with first.hold("dunning") as got:
         assert got
@@ -70,12 +69,13 @@ async def test_the_scheduler_has_every_job_once_a_time(database_url: str) -> Non
         scheduler.start(paused=True)  # job defaults apply once it starts
         jobs = {job.id: job for job in scheduler.get_jobs()}
         scheduler.shutdown(wait=False)
-    assert set(jobs) == {"renewals", "dunning", "reconciliation", "cleanup", "notifications"}
+    assert set(jobs) == {"renewals", "dunning", "reconciliation", "cleanup", "notifications", "progress-digest"}
     assert str(jobs["renewals"].trigger) == "interval[1:00:00]"
     assert str(jobs["dunning"].trigger) == "interval[6:00:00]"
     assert str(jobs["notifications"].trigger) == "interval[0:15:00]"
     assert "hour='2', minute='30'" in str(jobs["reconciliation"].trigger)
     assert "hour='3', minute='30'" in str(jobs["cleanup"].trigger)
+    assert "day_of_week='sun', hour='17'" in str(jobs["progress-digest"].trigger)
     assert all(job.max_instances == 1 and job.coalesce for job in jobs.values())
 
 
@@ -101,7 +101,7 @@ def test_somo_jobs_list_names_every_job_and_its_schedule(tmp_path: Path) -> None
     lines = result.stdout.splitlines()
     assert [line.split()[0] for line in lines] == list(JOBS)
     assert lines[0].split(None, 1) == ["renewals", "hourly"]
-    assert lines[-1].split(None, 1) == ["notifications", "every 15 minutes"]
+    assert lines[-2].split(None, 1) == ["notifications", "every 15 minutes"]
 
 
 @pytest.mark.backend_only("sqlite")
@@ -113,5 +113,6 @@ async def test_somo_jobs_run_runs_one_now(database_url: str, tmp_path: Path) -> 
     unknown = await asyncio.to_thread(somo, "jobs", "run", "payroll", database_url=database_url, cwd=tmp_path)
     assert unknown.returncode == 2
     assert unknown.stderr.strip() == (
-        "somo jobs: no job called 'payroll'; there are: renewals, dunning, reconciliation, cleanup, notifications"
+        "somo jobs: no job called 'payroll'; there are: renewals, dunning, reconciliation, cleanup, notifications, "
+        "progress-digest"
     )
