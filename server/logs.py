@@ -47,5 +47,5 @@ def configure_logging(level: str = "INFO", *, json_output: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("aiohttp.access", "sqlalchemy.engine", "alembic.runtime.migration"):
+    for noisy in ("aiohttp.access", "sqlalchemy.engine", "alembic.runtime.migration", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

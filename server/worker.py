@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,6 +24,8 @@ from server.jobs import JOBS, JobContext, run_job
 from server.settings import Settings
 
 log = logging.getLogger("somo.worker")
+HEARTBEAT = Path(tempfile.gettempdir()) / "somo-worker.alive"
+HEARTBEAT_S = 30.0
 
 
 @contextlib.asynccontextmanager
@@ -67,7 +71,10 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             loop.add_signal_handler(sig, stop.set)
     async with job_context(settings) as ctx, running(ctx):
         log.info("worker running", extra={"jobs": sorted(JOBS), "lock": ctx.locks.kind})
-        await stop.wait()
+        while not stop.is_set():
+            HEARTBEAT.touch()  # the container's health check reads its age
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=HEARTBEAT_S)
     log.info("worker stopped")
 
 

@@ -88,7 +88,7 @@ async def save_template(*, session: AsyncSession, actor: Actor, data: TemplateIn
             f"{data.event} is not sent by {data.channel.value}; it goes by {', '.join(c.value for c in spec.channels)}",
             code="channel_not_used",
         )
-    if data.channel is NotificationChannel.SMS and data.subject:
+    if data.channel is NotificationChannel.SMS and data.subject is not None:
         raise InvalidInput("an SMS has no subject", code="sms_subject")
     used = check_template(spec, data.body, data.subject or "")
     template_id = template_id_for(owner, data.event, data.channel, data.language)

@@ -23,7 +23,7 @@ from lms_domain.commerce.models import Price
 from lms_domain.db import lock
 from lms_domain.entitlements.models import Entitlement, EntitlementSource
 from lms_domain.errors import Conflict, InvalidInput, NotFound
-from lms_domain.ids import new_id
+from lms_domain.ids import natural_id, new_id
 from lms_domain.money import DEFAULT_VAT_RATE_BP, Money
 from lms_domain.notifications.service import alert_admins, notify_learner
 from lms_domain.payments.intents import new_intent, payer_msisdn
@@ -390,7 +390,9 @@ async def record_manual_renewal(
     reference = reference.strip()
     if not reference:
         raise InvalidInput("a manual payment needs its receipt or slip number", code="manual_reference_missing")
-    receipt = f"{subscription.institution_id.hex[:8]}:{reference}"[:64]
+    # Unique per school and slip (a deterministic id: the column is unique per provider), while
+    # the slip number itself is kept as the payment's reference for people to search.
+    receipt = natural_id("manual_receipt", subscription.institution_id, reference).hex
     earlier = await session.scalar(
         sa.select(Payment).where(Payment.provider == Provider.MANUAL, Payment.provider_receipt == receipt)
     )
@@ -408,6 +410,8 @@ async def record_manual_renewal(
             code="manual_amount_mismatch",
         )
     now = clock.now()
+    if paid_at is not None and paid_at.tzinfo is None:
+        raise InvalidInput("paid_at needs a time zone", code="manual_paid_at_naive")
     if paid_at is not None and paid_at > now:
         raise InvalidInput("a payment cannot be in the future", code="manual_paid_in_future")
     payment = Payment(
@@ -416,6 +420,7 @@ async def record_manual_renewal(
         learner_id=subscription.learner_id,
         provider=Provider.MANUAL,
         provider_receipt=receipt,
+        account_reference=reference[:64],
         currency=price.currency,
         amount_minor=amount_minor,
         paid_at=paid_at or now,

@@ -173,6 +173,7 @@ async def approve_renewal(call: Call[RenewalRequest, Any]) -> RenewalOut:
     response=ManualPaymentOut,
     status=201,
     auth=ADMINS,
+    idempotent=True,
     extra_responses={409: "The subscription is cancelled, or the reference was used for another payment."},
 )
 async def record_manual_payment(call: Call[ManualPaymentIn, Any]) -> ManualPaymentOut:

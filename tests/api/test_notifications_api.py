@@ -193,21 +193,21 @@ async def test_preferences_round_trip_and_steer_what_is_sent(world: World) -> No
         json={
             "language": "sw",
             "email": {"enabled": True},
-            "events": {"payment_received": {"sms": False}, "quiz_result": {"email": False}},
+            "events": {"payment_received": {"sms": False}, "certificate_issued": {"email": False}},
         },
     )
     assert changed["language"] == "sw" and changed["sms"] == {"enabled": True} and changed["email"] == {"enabled": True}
     assert changed["events"]["payment_received"] == {"sms": False, "email": None}
-    assert changed["events"]["quiz_result"] == {"sms": None, "email": False}
+    assert changed["events"]["certificate_issued"] == {"sms": None, "email": False}
     assert await ok(world, "GET", path, learner_token) == changed
     # Sending the document back unchanged changes nothing.
     assert await ok(world, "PUT", path, learner_token, json=changed) == changed
 
     sms, email = NotificationChannel.SMS, NotificationChannel.EMAIL
     assert not await allowed(world, learner_id, sms, "payment_received")
-    assert await allowed(world, learner_id, sms, "quiz_result")
+    assert await allowed(world, learner_id, sms, "certificate_issued")
     assert await allowed(world, learner_id, email, "payment_received")
-    assert not await allowed(world, learner_id, email, "quiz_result")
+    assert not await allowed(world, learner_id, email, "certificate_issued")
     async with world.makers() as session:
         stored = await session.get(Learner, learner_id)
         assert stored is not None and stored.language is Language.SW
@@ -224,7 +224,7 @@ async def test_preferences_round_trip_and_steer_what_is_sent(world: World) -> No
         "enabled": False
     }
     assert cleared["language"] == "sw"  # left out, left alone
-    assert not await allowed(world, learner_id, sms, "quiz_result")
+    assert not await allowed(world, learner_id, sms, "certificate_issued")
 
 
 async def test_staff_manage_preferences_of_their_own_schools_learners_only(world: World) -> None:
@@ -256,11 +256,15 @@ async def test_unknown_events_in_preferences_are_refused_and_nothing_changes(wor
     path, token = prefs_path(world.a.learner.id), world.a.tokens["learner"]
     before = await ok(world, "GET", path, token)
     for event in ("payment_recieved", "*", "admin_alert"):
-        body = {"language": "sw", "events": {"quiz_result": {"sms": False}, event: {"sms": False}}}
+        body = {"language": "sw", "events": {"renewal_due": {"sms": False}, event: {"sms": False}}}
         status, problem = await world.call("PUT", path, token, json=body)
         assert status == 422 and problem["code"] == "unknown_event", (event, problem)
-    status, problem = await world.call("PUT", path, token, json={"events": {"quiz_result": {"push": True}}})
+    status, problem = await world.call("PUT", path, token, json={"events": {"renewal_due": {"push": True}}})
     assert status == 422 and problem["code"] == "validation_error"
+    # Quiz results go by email only: an SMS switch for them is refused, a null one is harmless.
+    status, problem = await world.call("PUT", path, token, json={"events": {"quiz_result": {"sms": True}}})
+    assert status == 422 and problem["code"] == "channel_not_used"
+    assert (await ok(world, "PUT", path, token, json={"events": {"quiz_result": {"sms": None}}})) == before
     status, problem = await world.call("PUT", path, token, json={"sms": {"enabled": "no"}})
     assert status == 422 and problem["code"] == "validation_error"
     assert await ok(world, "GET", path, token) == before

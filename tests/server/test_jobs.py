@@ -116,3 +116,36 @@ async def test_somo_jobs_run_runs_one_now(database_url: str, tmp_path: Path) -> 
         "somo jobs: no job called 'payroll'; there are: renewals, dunning, reconciliation, cleanup, notifications, "
         "progress-digest"
     )
+
+
+@pytest.mark.backend_only("sqlite")
+async def test_somo_worker_runs_the_scheduler_until_told_to_stop(database_url: str, tmp_path: Path) -> None:
+    import signal
+
+    from tests.server.test_cli import SOMO, somo_env
+
+    proc = await asyncio.create_subprocess_exec(
+        str(SOMO),
+        "worker",
+        env=somo_env(database_url, SOMO_LOG_JSON="true"),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    lines: list[dict[str, object]] = []
+    try:
+        async with asyncio.timeout(60):
+            while not any(line.get("msg") == "worker running" for line in lines):
+                raw = await proc.stderr.readline()
+                assert raw, "the worker exited early"
+                if raw.startswith(b"{"):
+                    lines.append(json.loads(raw))
+        started = next(line for line in lines if line.get("msg") == "scheduler started")
+        assert set(started["jobs"]) == set(JOBS)  # type: ignore[arg-type]
+        assert started["lock"] == "process"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+    assert proc.returncode == 0, err.decode()
+    assert b"worker stopped" in err and b"Traceback" not in err
