@@ -26,7 +26,12 @@ from lms_domain.ids import natural_id
 from lms_domain.ledger.models import JournalEntry
 from lms_domain.models import Learner, Phone, Posting, User
 from lms_domain.notifications.events import check_template, event_spec
-from lms_domain.notifications.models import NotificationChannel, NotificationTemplate
+from lms_domain.notifications.models import (
+    NotificationChannel,
+    NotificationLog,
+    NotificationStatus,
+    NotificationTemplate,
+)
 from lms_domain.notifications.service import template_id_for
 from lms_domain.payments.models import Provider, ProviderAccount, ProviderAccountKind
 from lms_domain.security import Hasher
@@ -230,6 +235,14 @@ async def seed_demo(
                 learner_id=learner_id,
             )
         await enroll(session=session, learner_id=learner_id, course_id=course_id, clock=clock)
+    # Demo data is not news: the "you are enrolled" SMS its set-up queued go nowhere.
+    await session.execute(
+        sa.delete(NotificationLog).where(
+            NotificationLog.institution_id == inst_id,
+            NotificationLog.event == "enrollment_confirmed",
+            NotificationLog.status == NotificationStatus.QUEUED,
+        )
+    )
     report(f"{len(DEMO_LEARNERS)} learners on 3 phones, enrolled in Form 2 Mathematics")
 
     await _seed_commerce(session, inst_id)

@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms_domain.commerce.models import Product, ProductKind
 from lms_domain.courses.models import Course
-from lms_domain.entitlements.models import Entitlement
+from lms_domain.entitlements.models import Entitlement, EntitlementSource
+from lms_domain.ids import new_id
 
 
 async def has_active_entitlement(
@@ -39,3 +40,39 @@ async def has_active_entitlement(
         .limit(1)
     )
     return (await session.scalar(stmt)) is not None
+
+
+async def subscription_entitlement(session: AsyncSession, subscription_id: uuid.UUID) -> Entitlement | None:
+    """The entitlement a subscription grants now: its latest (a downgrade opens a new one)."""
+    stmt = (
+        sa.select(Entitlement)
+        .where(Entitlement.source == EntitlementSource.SUBSCRIPTION, Entitlement.source_id == subscription_id)
+        .order_by(Entitlement.valid_from.desc())
+        .limit(1)
+    )
+    return await session.scalar(stmt)
+
+
+def grant_subscription(
+    session: AsyncSession,
+    *,
+    institution_id: uuid.UUID,
+    learner_id: uuid.UUID,
+    product_id: uuid.UUID,
+    subscription_id: uuid.UUID,
+    valid_from: datetime,
+    valid_until: datetime,
+) -> Entitlement:
+    """A new entitlement to ``product_id`` from a subscription (added to the session)."""
+    entitlement = Entitlement(
+        id=new_id(),
+        institution_id=institution_id,
+        learner_id=learner_id,
+        product_id=product_id,
+        source=EntitlementSource.SUBSCRIPTION,
+        source_id=subscription_id,
+        valid_from=valid_from,
+        valid_until=valid_until,
+    )
+    session.add(entitlement)
+    return entitlement

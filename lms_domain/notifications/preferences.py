@@ -32,28 +32,21 @@ async def set_sms_opt_out(
     of learners whose setting changed."""
     changed = 0
     for learner_id in learner_ids:
-        learner = await session.get(Learner, learner_id)
-        if learner is None:
-            continue
         pref_id = natural_id("notification_preference", learner_id, NotificationChannel.SMS.value, ALL_EVENTS)
-        pref = await session.get(NotificationPreference, pref_id)
-        if pref is None:
-            pref = NotificationPreference(
-                id=pref_id,
-                institution_id=learner.institution_id,
+        before = await session.get(NotificationPreference, pref_id)
+        was = None if before is None else before.enabled
+        try:
+            await set_preference(
+                session=session,
                 learner_id=learner_id,
                 channel=NotificationChannel.SMS,
                 event=ALL_EVENTS,
                 enabled=not opted_out,
-                created_at=now,
-                updated_at=now,
+                now=now,
             )
-            session.add(pref)
-            changed += 1
-        elif pref.enabled is opted_out:
-            pref.enabled, pref.updated_at = not opted_out, now
-            changed += 1
-    await session.flush()
+        except NotFound:
+            continue
+        changed += was is None or was is opted_out
     return changed
 
 

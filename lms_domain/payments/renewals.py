@@ -21,7 +21,7 @@ from lms_domain.access import Actor, ensure_learners_row
 from lms_domain.clock import Clock, to_nairobi
 from lms_domain.commerce.models import Price
 from lms_domain.db import lock
-from lms_domain.entitlements.models import Entitlement, EntitlementSource
+from lms_domain.entitlements.service import grant_subscription, subscription_entitlement
 from lms_domain.errors import Conflict, InvalidInput, NotFound
 from lms_domain.ids import natural_id, new_id
 from lms_domain.money import DEFAULT_VAT_RATE_BP, Money
@@ -330,26 +330,18 @@ async def settle_renewal(session: AsyncSession, subscription: Subscription, *, p
     now = clock.now()
     subscription.current_period_start, subscription.current_period_end = start, end
     subscription.status, subscription.grace_until = SubscriptionStatus.ACTIVE, None
-    entitlement = await session.scalar(
-        sa.select(Entitlement)
-        .where(Entitlement.source == EntitlementSource.SUBSCRIPTION, Entitlement.source_id == subscription.id)
-        .order_by(Entitlement.valid_from.desc())
-        .limit(1)
-    )
+    entitlement = await subscription_entitlement(session, subscription.id)
     if entitlement is not None:
         entitlement.valid_until, entitlement.revoked_at = end, None
     else:
-        session.add(
-            Entitlement(
-                id=new_id(),
-                institution_id=subscription.institution_id,
-                learner_id=subscription.learner_id,
-                product_id=subscription.product_id,
-                source=EntitlementSource.SUBSCRIPTION,
-                source_id=subscription.id,
-                valid_from=start,
-                valid_until=end,
-            )
+        grant_subscription(
+            session,
+            institution_id=subscription.institution_id,
+            learner_id=subscription.learner_id,
+            product_id=subscription.product_id,
+            subscription_id=subscription.id,
+            valid_from=start,
+            valid_until=end,
         )
     attempts = await session.scalars(
         sa.select(SubscriptionRenewalAttempt).where(

@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from lms_domain.clock import Clock, to_nairobi
 from lms_domain.commerce.models import Price, PriceInterval, Product
 from lms_domain.db import insert_once, lock
-from lms_domain.entitlements.models import Entitlement, EntitlementSource
+from lms_domain.entitlements.service import grant_subscription, subscription_entitlement
 from lms_domain.ids import new_id
 from lms_domain.money import Money
 from lms_domain.notifications.service import notify_learner
@@ -112,12 +112,7 @@ def time_held(attempts: Sequence[SubscriptionRenewalAttempt], now: datetime) -> 
 async def sync_access(session: AsyncSession, subscription: Subscription, now: datetime) -> None:
     """Make the subscription's entitlement say what its state allows: open until the period
     ends (active), until grace ends (past due, grace), or closed now (unpaid, cancelled)."""
-    entitlement = await session.scalar(
-        sa.select(Entitlement)
-        .where(Entitlement.source == EntitlementSource.SUBSCRIPTION, Entitlement.source_id == subscription.id)
-        .order_by(Entitlement.valid_from.desc())
-        .limit(1)
-    )
+    entitlement = await subscription_entitlement(session, subscription.id)
     if entitlement is None:
         return
     status = subscription.status
@@ -204,17 +199,14 @@ async def _end_of_grace(
     subscription.product_id, subscription.price_id = target.id, free.id
     subscription.status, subscription.grace_until = SubscriptionStatus.ACTIVE, None
     subscription.current_period_start, subscription.current_period_end = now, end
-    session.add(
-        Entitlement(
-            id=new_id(),
-            institution_id=subscription.institution_id,
-            learner_id=subscription.learner_id,
-            product_id=target.id,
-            source=EntitlementSource.SUBSCRIPTION,
-            source_id=subscription.id,
-            valid_from=now,
-            valid_until=end,
-        )
+    grant_subscription(
+        session,
+        institution_id=subscription.institution_id,
+        learner_id=subscription.learner_id,
+        product_id=target.id,
+        subscription_id=subscription.id,
+        valid_from=now,
+        valid_until=end,
     )
     await notify_learner(
         session=session,

@@ -64,6 +64,7 @@ from lms_domain.notifications.ports import (
     SmsSendResult,
 )
 from lms_domain.phones import normalize_msisdn
+from server.providers.sms import normalise_recipients
 
 log = logging.getLogger("somo.providers.acs")
 
@@ -166,7 +167,7 @@ class AcsSms:
         Each number gets a result, in request order. A number that does not normalise to E.164
         is answered ``InvalidPhoneNumber`` (``status_code`` None: ACS never saw it) without I/O.
         """
-        order, numbers, refused = _normalise(recipients)
+        order, numbers, refused = normalise_recipients(recipients)
         parts = sms_segments(message).parts
         if not numbers:
             return SmsSendResult(tuple(refused[key] for key in order), parts=None, summary="")
@@ -206,33 +207,6 @@ class AcsSms:
         )
         by_key = results | refused
         return SmsSendResult(tuple(by_key[key] for key in order), parts=parts, summary=summary)
-
-
-def _normalise(recipients: Sequence[str]) -> tuple[list[str], list[str], dict[str, SmsRecipientResult]]:
-    """Each entry's result key in request order (once), the E.164 numbers to send, and refusals."""
-    order: list[str] = []
-    numbers: list[str] = []
-    refused: dict[str, SmsRecipientResult] = {}
-    for raw in recipients:
-        try:
-            key = normalize_msisdn(raw)
-        except InvalidInput:
-            key = raw.strip()
-            refused[key] = SmsRecipientResult(
-                number=key,
-                accepted=False,
-                status="InvalidPhoneNumber",
-                status_code=None,
-                message_id=None,
-                cost_minor=None,
-                retryable=False,
-            )
-        else:
-            if key not in numbers:  # "0700.." and "+254700.." are one phone: one SMS
-                numbers.append(key)
-        if key not in order:
-            order.append(key)
-    return order, numbers, refused
 
 
 def _key(number: str) -> str:

@@ -127,7 +127,7 @@ class AfricasTalkingSms:
         Each number gets a result, in request order. A number that does not normalise to E.164
         is answered ``InvalidPhoneNumber`` (``status_code`` None: AT never saw it) without I/O.
         """
-        order, numbers, refused = _normalise(recipients)
+        order, numbers, refused = normalise_recipients(recipients)
         if not numbers:
             return SmsSendResult(tuple(refused[key] for key in order), parts=None, summary="")
         sender = sender_id or self._sender_id
@@ -161,7 +161,7 @@ class AfricasTalkingSms:
         return SmsSendResult(tuple(by_key[key] for key in order), parts=sent.parts, summary=sent.summary)
 
 
-def _normalise(recipients: Sequence[str]) -> tuple[list[str], list[str], dict[str, SmsRecipientResult]]:
+def normalise_recipients(recipients: Sequence[str]) -> tuple[list[str], list[str], dict[str, SmsRecipientResult]]:
     """Each entry's result key in request order (once), the E.164 numbers to send, and refusals.
 
     A key is the E.164 number, or the stripped entry when it is not a phone number.

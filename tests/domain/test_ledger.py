@@ -133,6 +133,7 @@ async def test_an_mpesa_settlement_posts_and_balances(sessionmaker: Sessionmaker
         "vat_payable": -4_138,
         "refunds": 0,
         "suspense": 0,
+        "cash": 0,
     }
     assert sum(trial.values()) == 0
     assert as_reported("revenue", trial["revenue"]) == 25_862
