@@ -23,8 +23,11 @@ exactly N step-0 attempts and N queued "renewal_due" SMS must exist (one per sub
 one per learner); the two tables are then emptied (TRUNCATE) for the next run. Memory is the
 growth of the process's peak RSS over the run (``VmHWM`` reset through
 ``/proc/self/clear_refs``) and, in a separate run because tracemalloc slows Python down,
-the peak Python heap (``tracemalloc``). A baseline count whose time, extrapolated linearly
-from the previous count, would exceed ``--baseline-limit`` seconds is skipped and reported.
+the peak Python heap (``tracemalloc``). CPU is counted for the job's process, for its one
+PostgreSQL backend, and for the whole machine, so a run slowed by other work shows it
+(*others cores*: busy cores minus the job and its backend). A baseline count whose time,
+extrapolated linearly from the previous count, would exceed ``--baseline-limit`` seconds is
+skipped and reported.
 """
 
 from __future__ import annotations
@@ -207,7 +210,8 @@ async def seed_due(engine: AsyncEngine, cat: Catalogue, start: int, stop: int, t
                 for model, rows in ((Phone, phones), (Learner, learners), (Subscription, subscriptions)):
                     await conn.execute(sa.insert(model), rows)
             progress.advance(task, hi - lo)
-    async with engine.connect() as conn:
+    # Committed: an ANALYZE in a transaction that rolls back leaves the planner no statistics.
+    async with engine.begin() as conn:
         await conn.execute(sa.text("ANALYZE"))
 
 

@@ -244,13 +244,14 @@ async def notify_learner(
     if row is None:
         return []
     learner, e164, email = row
-    quiet = await quiet_hours_for(session, learner.institution_id)
     values = {"learner_name": learner.display_name, **values}
     queued: list[uuid.UUID] = []
+    quiet: QuietHours | None = None  # looked up only when a message is queued
     for channel in spec.channels:
         recipient = e164 if channel is NotificationChannel.SMS else email
         if not recipient:
             continue
+        quiet = quiet or await quiet_hours_for(session, learner.institution_id)
         allowed = await channel_allowed(session=session, learner_id=learner.id, channel=channel, event=event)
         if not allowed and channel is NotificationChannel.EMAIL:
             continue

@@ -53,6 +53,9 @@ class RenewalAttemptOut(BaseModel):
     id: uuid.UUID
     period_start: datetime
     attempt_no: int
+    # 0: the invitation before the due date; 1..n: the dunning schedule's reminders; null: a
+    # try the learner started (an approval after a failed prompt).
+    dunning_step: int | None = None
     outcome: RenewalOutcome
     scheduled_for: datetime
     invited_at: datetime | None

@@ -1,0 +1,59 @@
+"""The renewal job in batches: every due subscription invited once across batch boundaries (ties
+on the due date included), nothing for the free, the cancelled-at-period-end or the not yet due,
+and a second pass adds nothing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from lms_domain.clock import FixedClock
+from lms_domain.notifications.models import NotificationLog, NotificationStatus
+from lms_domain.notifications.preferences import set_sms_opt_out
+from lms_domain.subscriptions.dunning import Contacts
+from lms_domain.subscriptions.invitations import invite_renewals
+from lms_domain.subscriptions.models import RenewalOutcome, SubscriptionRenewalAttempt
+from tests.factories import make_institution, make_learner, make_subscription
+
+CONTACTS = Contacts("*384*123#", "20880")
+
+
+async def test_batches_invite_each_due_subscription_once(
+    session: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession], clock: FixedClock
+) -> None:
+    school = await make_institution(session)
+    now = clock.now()
+    due = []
+    for n in range(7):  # three share a due date: the page boundary falls inside the tie
+        learner = await make_learner(session, institution=school, name=f"Due {n}", phone=f"+2547120000{n:02d}")
+        due.append(
+            await make_subscription(session, learner=learner, due=now + timedelta(days=1 if n < 3 else 2, hours=n))
+        )
+    quiet = await make_learner(session, institution=school, name="Opted Out", phone="+254712000099")
+    due.append(await make_subscription(session, learner=quiet, due=now + timedelta(days=2)))
+    await set_sms_opt_out(session=session, learner_ids=[quiet.id], opted_out=True, now=now)
+    later = await make_learner(session, institution=school, name="Later", phone="+254712000098")
+    await make_subscription(session, learner=later, due=now + timedelta(days=10))
+    free = await make_learner(session, institution=school, name="Free", phone="+254712000097")
+    await make_subscription(session, learner=free, due=now + timedelta(days=1), amount_minor=0)
+    leaving = await make_learner(session, institution=school, name="Leaving", phone="+254712000096")
+    (await make_subscription(session, learner=leaving, due=now + timedelta(days=1))).cancel_at_period_end = True
+    await session.commit()
+
+    pages: list[int] = []
+    run = await invite_renewals(sessions=sessionmaker, clock=clock, contacts=CONTACTS, batch=2, progress=pages.append)
+    assert (run.due, run.invited, run.queued, run.suppressed) == (8, 8, 7, 1)
+    assert pages == [2, 2, 2, 2]
+    async with sessionmaker() as fresh:
+        attempts = list(await fresh.scalars(sa.select(SubscriptionRenewalAttempt)))
+        messages = list(await fresh.scalars(sa.select(NotificationLog)))
+    assert sorted(a.subscription_id for a in attempts) == sorted(s.id for s in due)
+    assert {(a.attempt_no, a.dunning_step, a.outcome) for a in attempts} == {(0, 0, RenewalOutcome.INVITED)}
+    by_status = sorted(m.status for m in messages)
+    assert by_status.count(NotificationStatus.QUEUED) == 7 and by_status.count(NotificationStatus.SUPPRESSED) == 1
+    assert all("KES 300" in m.body and "*384*123#" in m.body and "20880" in m.body for m in messages)
+
+    again = await invite_renewals(sessions=sessionmaker, clock=clock, contacts=CONTACTS, batch=2)
+    assert (again.due, again.invited, again.queued) == (0, 0, 0)
