@@ -399,7 +399,7 @@ async def run_backend(backend: str, args: argparse.Namespace, workdir: str, cons
             f"({', '.join(f'{t} {n:,}' for t, n in seeded.rows.items())})[/]"
         )
         if backend == "postgres":
-            async with engine.connect() as conn:
+            async with engine.begin() as conn:  # committed: statistics from a rolled-back ANALYZE are lost
                 await conn.execute(sa.text("ANALYZE"))
         result: dict[str, Any] = {"backend": backend, "baseline": await baseline(sessions, seeded.statement)}
         for name, heal, first_heal in (("dry run", False, False), ("heal", True, True), ("again", True, False)):
