@@ -18,7 +18,6 @@ from typing import Any
 from aiohttp import web
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from lms_domain.clock import NAIROBI, Clock
@@ -72,7 +71,8 @@ async def renewals(ctx: JobContext) -> dict[str, Any]:
         notice=timedelta(days=ctx.settings.scheduler.renewal_notice_days),
         batch=ctx.settings.scheduler.batch,
     )
-    return {"due": run.due, "invited": run.invited, "queued": run.queued, "suppressed": run.suppressed}
+    summary = {"due": run.due, "invited": run.invited, "queued": run.queued, "suppressed": run.suppressed}
+    return summary | ({"failed": run.failed} if run.failed else {})
 
 
 async def dunning(ctx: JobContext) -> dict[str, Any]:
@@ -104,8 +104,13 @@ async def send_due(sessions: async_sessionmaker[AsyncSession], senders: Senders,
             return outcomes
         for log_id in due:
             seen.add(log_id)
-            status = await deliver(sessions=sessions, senders=senders, log_id=log_id, clock=clock)
-            key = status.value if status else "skipped"
+            try:
+                status = await deliver(sessions=sessions, senders=senders, log_id=log_id, clock=clock)
+            except Exception:  # one message must not stop the rest; its lease brings it back
+                log.exception("notification not delivered", extra={"notification_id": str(log_id)})
+                key = "error"
+            else:
+                key = status.value if status else "skipped"
             outcomes[key] = outcomes.get(key, 0) + 1
 
 
@@ -120,8 +125,15 @@ async def notifications(ctx: JobContext) -> dict[str, Any]:
 JOBS: dict[str, Job] = {
     job.name: job
     for job in (
-        Job("renewals", "hourly", lambda: IntervalTrigger(hours=1, timezone=NAIROBI), renewals),
-        Job("dunning", "every 6 hours", lambda: IntervalTrigger(hours=6, timezone=NAIROBI), dunning),
+        # Cron, not intervals: an interval's first run is one interval after start, so a server
+        # restarted more often than that would never run it.
+        Job("renewals", "hourly at :05", lambda: CronTrigger(minute=5, timezone=NAIROBI), renewals),
+        Job(
+            "dunning",
+            "every 6 hours (01:20, 07:20, 13:20, 19:20 Nairobi)",
+            lambda: CronTrigger(hour="1,7,13,19", minute=20, timezone=NAIROBI),
+            dunning,
+        ),
         Job(
             "reconciliation",
             "nightly at 02:30 Nairobi",
@@ -129,7 +141,12 @@ JOBS: dict[str, Job] = {
             reconciliation,
         ),
         Job("cleanup", "daily at 03:30 Nairobi", lambda: CronTrigger(hour=3, minute=30, timezone=NAIROBI), cleanup),
-        Job("notifications", "every 15 minutes", lambda: IntervalTrigger(minutes=15, timezone=NAIROBI), notifications),
+        Job(
+            "notifications",
+            "every 15 minutes",
+            lambda: CronTrigger(minute="*/15", timezone=NAIROBI),
+            notifications,
+        ),
         Job(
             "progress-digest",
             "Sundays at 17:00 Nairobi",

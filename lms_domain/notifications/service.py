@@ -46,6 +46,7 @@ REPLY_EVENT = "sms_reply"  # a reply to the learner's own SMS command: not a not
 ADMIN_EVENT = "admin_alert"
 SEND_ATTEMPTS = 3  # tries in all; a message still failing after them is failed, and stays in the log
 RETRY_BASE = timedelta(minutes=2)  # then 8 minutes: x4 each time
+CLAIM_LEASE = timedelta(minutes=5)  # far longer than any send takes (adapters time out in seconds)
 
 
 CONTACT_VARIABLES = ("ussd_code", "shortcode")
@@ -84,17 +85,17 @@ def template_id_for(
     return natural_id("notification_template", institution_id, event, channel.value, language.value)
 
 
-async def rendered_text(
+async def template_text(
     session: AsyncSession,
     *,
     institution_id: uuid.UUID | None,
     event: str,
     channel: NotificationChannel,
     language: Language,
-    values: Mapping[str, object],
 ) -> Rendered:
-    """The text of ``event`` for ``channel``: the school's own template in ``language``, else
-    the platform's, else the same two in English (one query), else the built-in text."""
+    """The unfilled text of ``event`` for ``channel``: the school's own template in
+    ``language``, else the platform's, else the same two in English (one query), else the
+    built-in text."""
     spec = event_spec(event)
     preference = [
         template_id_for(owner, event, channel, lang)
@@ -115,14 +116,25 @@ async def rendered_text(
     }
     template = next((found[key] for key in preference if key in found), None)
     if template is not None:
-        subject = render(template.subject or spec.default_subject(template.language), values)
-        return Rendered(template.id, template.language, subject, render(template.body, values))
-    return Rendered(
-        None,
-        language,
-        render(spec.default_subject(language), values),
-        render(spec.default_body(channel, language), values),
-    )
+        return Rendered(
+            template.id, template.language, template.subject or spec.default_subject(template.language), template.body
+        )
+    return Rendered(None, language, spec.default_subject(language), spec.default_body(channel, language))
+
+
+async def rendered_text(
+    session: AsyncSession,
+    *,
+    institution_id: uuid.UUID | None,
+    event: str,
+    channel: NotificationChannel,
+    language: Language,
+    values: Mapping[str, object],
+) -> Rendered:
+    """``template_text`` with its variables filled."""
+    text = await template_text(session, institution_id=institution_id, event=event, channel=channel, language=language)
+    subject = render(text.subject, values) if text.subject is not None else None
+    return Rendered(text.template_id, text.language, subject, render(text.body, values))
 
 
 async def quiet_hours_for(session: AsyncSession, institution_id: uuid.UUID | None) -> QuietHours:
@@ -251,10 +263,10 @@ async def notify_learner(
         recipient = e164 if channel is NotificationChannel.SMS else email
         if not recipient:
             continue
-        quiet = quiet or await quiet_hours_for(session, learner.institution_id)
         allowed = await channel_allowed(session=session, learner_id=learner.id, channel=channel, event=event)
         if not allowed and channel is NotificationChannel.EMAIL:
             continue
+        quiet = quiet or await quiet_hours_for(session, learner.institution_id)
         text = await rendered_text(
             session,
             institution_id=learner.institution_id,
@@ -400,8 +412,12 @@ async def deliver(
 ) -> NotificationStatus | None:
     """Send one queued message and record what the provider said. A retryable failure leaves it
     queued for a later pass (after 2, then 8 minutes) until ``SEND_ATTEMPTS`` tries are spent;
-    anything else is final. Claimed first (``attempts`` bumped under a row lock), so two
-    senders never send one twice. None when there was nothing to do."""
+    anything else is final. None when there was nothing to do.
+
+    Claimed first, under a row lock: ``attempts`` bumped and the message leased for
+    ``CLAIM_LEASE`` (it stays queued, not due), so two senders never send it together, and a
+    process killed between the claim and the answer leaves it to be sent again when the lease
+    runs out: at least once, never lost."""
     async with sessions() as session, session.begin():
         entry = await session.get(NotificationLog, log_id, with_for_update=True, populate_existing=True)
         now = clock.now()
@@ -409,6 +425,10 @@ async def deliver(
             return None
         if entry.scheduled_for is not None and entry.scheduled_for > now:
             return None
+        if entry.attempts >= SEND_ATTEMPTS:  # its last claim never got an answer recorded
+            entry.status, entry.updated_at = NotificationStatus.FAILED, now
+            entry.error = entry.error or f"no answer recorded after {entry.attempts} tries"
+            return entry.status
         if _is_notification(entry):
             if entry.learner_id is not None and not await channel_allowed(
                 session=session, learner_id=entry.learner_id, channel=entry.channel, event=entry.event
@@ -420,7 +440,7 @@ async def deliver(
                 entry.scheduled_for, entry.updated_at = quiet.next_allowed(now), now
                 return NotificationStatus.QUEUED
         entry.attempts += 1
-        entry.status = NotificationStatus.SENT  # claimed; corrected below from the provider's answer
+        entry.scheduled_for = now + CLAIM_LEASE  # claimed; the answer below replaces the lease
         entry.body, entry.subject = senders.finish(entry.body), senders.finish(entry.subject) if entry.subject else None
         attempts = entry.attempts
         await session.flush()

@@ -19,7 +19,7 @@ from lms_domain.commerce.models import Order, OrderStatus
 from lms_domain.ledger.service import post_entry
 from lms_domain.money import Money
 from lms_domain.notifications.service import notify_learner
-from lms_domain.payments.models import Payment
+from lms_domain.payments.models import Payment, Provider
 from lms_domain.payments.renewals import renewal_postings, settle_renewal
 from lms_domain.payments.settlement import fulfil_order, order_sale_postings, suspense_postings
 from lms_domain.subscriptions.models import Subscription
@@ -77,6 +77,13 @@ async def book_payment(
     return PaidFor.SUBSCRIPTION
 
 
+def _receipt_of(payment: Payment) -> str:
+    """What the learner knows the payment by: the provider's receipt, or the slip an admin entered."""
+    if payment.provider is Provider.MANUAL:
+        return payment.account_reference or payment.provider_receipt
+    return payment.provider_receipt
+
+
 async def _thank(session: AsyncSession, payment: Payment, clock: Clock) -> None:
     """The learner's "payment received" message, queued with the settlement it confirms."""
     if payment.learner_id is None:
@@ -85,7 +92,7 @@ async def _thank(session: AsyncSession, payment: Payment, clock: Clock) -> None:
         session=session,
         learner_id=payment.learner_id,
         event="payment_received",
-        values={"amount": Money(payment.amount_minor, payment.currency).figure, "receipt": payment.provider_receipt},
+        values={"amount": Money(payment.amount_minor, payment.currency).figure, "receipt": _receipt_of(payment)},
         dedupe_key=f"payment_received:{payment.id}",
         now=clock.now(),
     )

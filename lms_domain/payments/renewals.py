@@ -196,7 +196,11 @@ async def fire_renewal(
             attempt = await session.get(SubscriptionRenewalAttempt, approval.attempt.id)
             assert attempt is not None
             attempt.outcome, attempt.resolved_at, attempt.updated_at = RenewalOutcome.FAILED, clock.now(), clock.now()
-            attempt.failure_class = getattr(exc, "failure_class", None)
+            # The intent holds the class the flow settled on (an InvalidInput raised while
+            # pushing is ours: configuration); the exception may carry none.
+            failed_intent = await session.get(PaymentIntent, approval.intent.id)
+            failure = failed_intent.failure_class if failed_intent is not None else None
+            attempt.failure_class = (failure.value if failure else None) or getattr(exc, "failure_class", None)
             attempt.detail = exc.detail[:255]
             if attempt.failure_class == FailureClass.CONFIGURATION:
                 await page_configuration_error(session, attempt.institution_id, exc.detail, clock.now())
@@ -394,6 +398,17 @@ async def record_manual_renewal(
         return earlier
     if subscription.status not in RENEWABLE:
         raise Conflict(f"the subscription is {subscription.status.value}", code="subscription_not_renewable")
+    latest = await _latest_attempt(session, subscription.id, subscription.current_period_end)
+    if latest is not None and latest.payment_intent_id is not None:
+        open_status = await session.scalar(
+            sa.select(PaymentIntent.status).where(PaymentIntent.id == latest.payment_intent_id)
+        )
+        if open_status in _OPEN_INTENT:
+            # Recording cash now, then the learner entering their PIN, would renew two periods.
+            raise Conflict(
+                "the learner has a payment prompt open for this renewal; wait for it to finish",
+                code="renewal_prompt_open",
+            )
     price = await session.get(Price, subscription.price_id)
     assert price is not None  # foreign key
     if amount_minor != price.amount_minor:

@@ -56,6 +56,7 @@ log = logging.getLogger("somo.dunning")
 
 DUNNED = (SubscriptionStatus.PAST_DUE, SubscriptionStatus.GRACE)
 GRACE_WARNING = timedelta(days=2)  # "your access ends on ..." this long before it does
+HOLD_LIMIT = timedelta(days=7)  # the longest a configuration failure holds a learner's schedule
 _OPEN = (IntentStatus.CREATED, IntentStatus.PENDING, IntentStatus.UNKNOWN)
 
 
@@ -96,17 +97,19 @@ async def schedule_for(session: AsyncSession, institution_id: uuid.UUID) -> Sche
     return Schedule(offsets_days=offsets, grace_days=row.grace_days)
 
 
-def time_held(attempts: Sequence[SubscriptionRenewalAttempt], now: datetime) -> timedelta:
-    """How long configuration failures stopped the clock: from each such failure to the next
-    try of the period (or to now, while it is the latest)."""
+def time_held(attempts: Sequence[SubscriptionRenewalAttempt], due: datetime, now: datetime) -> timedelta:
+    """How long configuration failures stopped the clock: from each such failure (or the due
+    date, if it failed before) to the next try of the period (or to now, while it is the
+    latest), at most ``HOLD_LIMIT`` in all. The cap is what ends a hold nobody lifts: the admins
+    were paged every day of it, and the learner's schedule then resumes where it stopped."""
     ordered = sorted(attempts, key=lambda a: a.attempt_no)
     held = timedelta(0)
     for index, attempt in enumerate(ordered):
         if attempt.outcome is RenewalOutcome.FAILED and attempt.failure_class == FailureClass.CONFIGURATION.value:
-            start = attempt.resolved_at or attempt.updated_at or now
+            start = max(attempt.resolved_at or attempt.updated_at or now, due)
             end = ordered[index + 1].created_at if index + 1 < len(ordered) else now
             held += max(timedelta(0), (end or now) - start)
-    return held
+    return min(held, HOLD_LIMIT)
 
 
 async def sync_access(session: AsyncSession, subscription: Subscription, now: datetime) -> None:
@@ -229,6 +232,15 @@ async def advance(
     subscription = await lock(session, Subscription, subscription_id)
     if subscription is None or subscription.deleted_at is not None:
         return "gone"
+    # The subscription and its entitlement are synced rows: their flush takes the school's change
+    # counter until commit, so it waits for the commit, after every read and queued message.
+    with session.no_autoflush:
+        return await _advance(session, subscription, schedule=schedule, contacts=contacts, now=now)
+
+
+async def _advance(
+    session: AsyncSession, subscription: Subscription, *, schedule: Schedule, contacts: Contacts, now: datetime
+) -> str:
     price = await session.get(Price, subscription.price_id)
     assert price is not None  # foreign key
     due = subscription.current_period_end
@@ -263,7 +275,8 @@ async def advance(
     for attempt in attempts:  # the invitation before the due date went unanswered
         if attempt.dunning_step == 0 and attempt.outcome in (RenewalOutcome.SCHEDULED, RenewalOutcome.INVITED):
             attempt.outcome, attempt.resolved_at, attempt.updated_at = RenewalOutcome.EXPIRED, now, now
-    anchor = due + time_held(attempts, now)
+    held = time_held(attempts, due, now)
+    anchor = due + held
     grace_until = schedule.access_until(anchor)
     if subscription.grace_until != grace_until:
         subscription.grace_until = grace_until
@@ -276,10 +289,13 @@ async def advance(
         "ussd_code": contacts.ussd_code,
         "shortcode": contacts.shortcode,
     }
+    if now >= grace_until:  # before anything else: a prompt left open must not keep access forever
+        return await _end_of_grace(session, subscription, price, values, now)
     if (
         latest is not None
         and latest.outcome is RenewalOutcome.FAILED
         and latest.failure_class == FailureClass.CONFIGURATION.value
+        and held < HOLD_LIMIT
     ):
         await page_configuration_error(
             session, subscription.institution_id, latest.detail or "see the payment log", now
@@ -287,8 +303,6 @@ async def advance(
         return "held"
     if await _awaiting_payment(session, latest):
         return "awaiting_payment"
-    if now >= grace_until:
-        return await _end_of_grace(session, subscription, price, values, now)
     step = schedule.latest_step(anchor, now)
     done = {a.dunning_step for a in attempts if a.dunning_step is not None}
     action = "waiting"

@@ -13,6 +13,7 @@ a second scheduler process) inserts nothing and queues nothing the second time.
 
 from __future__ import annotations
 
+import logging
 import string
 import uuid
 from collections.abc import Callable
@@ -38,7 +39,7 @@ from lms_domain.notifications.models import (
 )
 from lms_domain.notifications.preferences import ALL_EVENTS
 from lms_domain.notifications.quiet_hours import QuietHours
-from lms_domain.notifications.service import Rendered, quiet_hours_for, rendered_text
+from lms_domain.notifications.service import Rendered, quiet_hours_for, template_text
 from lms_domain.subscriptions.dunning import Contacts
 from lms_domain.subscriptions.models import (
     RenewalOutcome,
@@ -47,6 +48,8 @@ from lms_domain.subscriptions.models import (
     SubscriptionStatus,
 )
 from lms_domain.tenancy.models import Learner, Phone, User
+
+log = logging.getLogger("somo.renewals")
 
 EVENT = "renewal_due"
 DEFAULT_NOTICE = timedelta(days=3)
@@ -61,6 +64,7 @@ class InvitationRun:
     queued: int = 0
     suppressed: int = 0
     batches: int = 0
+    failed: int = 0  # subscriptions in batches that failed (logged; the pass goes on)
 
 
 @dataclass(slots=True)
@@ -70,7 +74,7 @@ class _Texts:
     texts: dict[tuple[uuid.UUID, NotificationChannel, Language], Rendered] = field(default_factory=dict)
     quiet: dict[uuid.UUID, QuietHours] = field(default_factory=dict)
     fields: dict[str, list[str]] = field(default_factory=dict)
-    days: dict[datetime, str] = field(default_factory=dict)
+    days: dict[datetime, str] = field(default_factory=dict)  # per batch: due dates are many
     amounts: dict[tuple[int, str], str] = field(default_factory=dict)
 
     async def text(
@@ -78,9 +82,9 @@ class _Texts:
     ) -> Rendered:
         key = (institution_id, channel, language)
         if key not in self.texts:
-            # Rendered with no values: the placeholders stay, to be filled per learner below.
-            self.texts[key] = await rendered_text(
-                session, institution_id=institution_id, event=EVENT, channel=channel, language=language, values={}
+            # Unfilled: each learner's values go in once, below (``{{`` stays an escaped brace).
+            self.texts[key] = await template_text(
+                session, institution_id=institution_id, event=EVENT, channel=channel, language=language
             )
         return self.texts[key]
 
@@ -278,17 +282,29 @@ async def invite_renewals(
     # the due rows after the last one, whatever the table's statistics say.
     after: tuple[datetime, uuid.UUID] | None = None
     while True:
-        async with sessions() as session, session.begin():
-            stmt = coming_due(now, notice).order_by(Subscription.current_period_end, Subscription.id).limit(batch)
-            if after is not None:
-                stmt = stmt.where(sa.tuple_(Subscription.current_period_end, Subscription.id) > after)
-            rows = list((await session.execute(stmt)).all())
+        rows: list[Any] = []
+        counted = (run.invited, run.queued, run.suppressed)
+        try:
+            async with sessions() as session, session.begin():
+                stmt = coming_due(now, notice).order_by(Subscription.current_period_end, Subscription.id).limit(batch)
+                if after is not None:
+                    stmt = stmt.where(sa.tuple_(Subscription.current_period_end, Subscription.id) > after)
+                rows = list((await session.execute(stmt)).all())
+                if not rows:
+                    break
+                after = (rows[-1].current_period_end, rows[-1].id)
+                texts.days.clear()
+                await _invite_batch(session, rows, texts=texts, contacts=contacts, now=now, run=run)
+        except Exception:
             if not rows:
-                break
-            after = (rows[-1].current_period_end, rows[-1].id)
-            run.due += len(rows)
-            run.batches += 1
-            await _invite_batch(session, rows, texts=texts, contacts=contacts, now=now, run=run)
+                raise  # the database itself: nothing to skip past
+            # One bad row (a template, a learner) must not stop every school's invitations: this
+            # batch is rolled back and retried on the next hourly run; the pass goes on.
+            log.exception("renewal invitations failed for a batch", extra={"subscriptions": len(rows)})
+            run.invited, run.queued, run.suppressed = counted
+            run.failed += len(rows)
+        run.due += len(rows)
+        run.batches += 1
         if progress is not None:
             progress(len(rows))
     return run

@@ -37,8 +37,8 @@ api = Api(
 
 ADMINS = frozenset({Role.PLATFORM_ADMIN, Role.INSTITUTION_ADMIN})
 
-# The stored receipt is a 9-character school prefix and the reference, at most 64 characters:
-# a longer reference would be cut, and two slips differing only at the end would collide.
+# The slip number as the bursar wrote it: kept as the payment's reference (64 characters at
+# most) and unique per school.
 ManualReference = Annotated[
     str, StringConstraints(min_length=1, max_length=55, pattern=r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$")
 ]

@@ -84,16 +84,22 @@ async def test_the_weekly_digest_is_one_message_per_phone(
     baraka = await make_learner(session, institution=school, name="Baraka Otieno", phone=shared)
     zawadi = await make_learner(session, institution=school, name="Zawadi Otieno", phone=shared, language=Language.SW)
     await make_learner(session, institution=school, name="Juma Mwangi", phone="+254711999001")
+    other_school = await make_institution(session, name="Other School")
+    cousin = await make_learner(session, institution=other_school, name="Kamau Otieno", phone=shared)
     fx = await make_course(session, institution=school, lessons=2, questions=2, title="Form 2 Maths")
     await enroll(session=session, learner_id=baraka.id, course_id=fx.course.id, clock=clock)
     await record_progress(session=session, learner_id=baraka.id, lesson_id=fx.lessons[0].id, percent=100, clock=clock)
     await session.commit()
 
     first = await send_progress_digests(sessions=sessionmaker, clock=clock)
-    assert first == {"phones": 2, "queued": 2}
+    assert first == {"phones": 3, "queued": 3}  # the shared phone once per school
     async with sessionmaker() as fresh:
         digests = await _log(fresh, "progress_digest")
-    family = next(d for d in digests if d.recipient == shared)
+    family = next(d for d in digests if d.recipient == shared and d.institution_id == school.id)
+    other = next(d for d in digests if d.recipient == shared and d.institution_id == other_school.id)
+    # Each school's message names only its own learners.
+    assert other.learner_id == cousin.id and "Kamau: no course yet" in other.body and "Baraka" not in other.body
+    assert "Kamau" not in family.body
     # In the first profile's language, naming both children, sent under the first profile.
     assert family.learner_id == baraka.id and family.language is Language.EN
     assert family.body.startswith("Somo week ") and "Baraka & Zawadi:" in family.body
@@ -101,6 +107,6 @@ async def test_the_weekly_digest_is_one_message_per_phone(
     assert zawadi.id not in {d.learner_id for d in digests}
     assert all(d.status is NotificationStatus.QUEUED for d in digests)
 
-    assert await send_progress_digests(sessions=sessionmaker, clock=clock) == {"phones": 2, "queued": 0}
+    assert await send_progress_digests(sessions=sessionmaker, clock=clock) == {"phones": 3, "queued": 0}
     clock.advance(timedelta(days=7))
-    assert (await send_progress_digests(sessions=sessionmaker, clock=clock))["queued"] == 2
+    assert (await send_progress_digests(sessions=sessionmaker, clock=clock))["queued"] == 3

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -70,9 +71,12 @@ async def test_the_scheduler_has_every_job_once_a_time(database_url: str) -> Non
         jobs = {job.id: job for job in scheduler.get_jobs()}
         scheduler.shutdown(wait=False)
     assert set(jobs) == {"renewals", "dunning", "reconciliation", "cleanup", "notifications", "progress-digest"}
-    assert str(jobs["renewals"].trigger) == "interval[1:00:00]"
-    assert str(jobs["dunning"].trigger) == "interval[6:00:00]"
-    assert str(jobs["notifications"].trigger) == "interval[0:15:00]"
+    assert "minute='5'" in str(jobs["renewals"].trigger) and "hour=" not in str(jobs["renewals"].trigger)
+    assert "hour='1,7,13,19', minute='20'" in str(jobs["dunning"].trigger)
+    assert "minute='*/15'" in str(jobs["notifications"].trigger)
+    # Every job runs within its period of the scheduler starting, however often it restarts.
+    assert jobs["notifications"].next_run_time - datetime.now(UTC) <= timedelta(minutes=15)
+    assert jobs["renewals"].next_run_time - datetime.now(UTC) <= timedelta(hours=1)
     assert "hour='2', minute='30'" in str(jobs["reconciliation"].trigger)
     assert "hour='3', minute='30'" in str(jobs["cleanup"].trigger)
     assert "day_of_week='sun', hour='17'" in str(jobs["progress-digest"].trigger)
@@ -100,7 +104,7 @@ def test_somo_jobs_list_names_every_job_and_its_schedule(tmp_path: Path) -> None
     assert_ok(result)
     lines = result.stdout.splitlines()
     assert [line.split()[0] for line in lines] == list(JOBS)
-    assert lines[0].split(None, 1) == ["renewals", "hourly"]
+    assert lines[0].split(None, 1) == ["renewals", "hourly at :05"]
     assert lines[-2].split(None, 1) == ["notifications", "every 15 minutes"]
 
 

@@ -13,7 +13,7 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from lms_domain.notifications.models import NotificationChannel, NotificationLog, NotificationStatus, NotificationTry
 from lms_domain.notifications.service import RETRY_BASE, SEND_ATTEMPTS
 from lms_domain.payments.models import FailureClass
-from lms_domain.subscriptions.dunning import DEFAULT_SCHEDULE, time_held
+from lms_domain.subscriptions.dunning import DEFAULT_SCHEDULE, HOLD_LIMIT, time_held
 from lms_domain.subscriptions.models import RenewalOutcome, SubscriptionRenewalAttempt, SubscriptionStatus
 from server.seed import sid
 from server.simulators.daraja import Outcome
@@ -69,15 +69,18 @@ async def test_a_configuration_error_pages_the_admins_and_holds_the_learners_att
     assert attempt.failure_class == FailureClass.CONFIGURATION.value
     assert await messages(world, event="payment_failed") == []  # not the learner's doing: not told to retry
 
-    # Two weeks pass: the clock is held, no reminder is spent, access is kept.
-    for offset in (1, 3, 7, 14, 20):
+    # The clock is held: no reminder is spent, access is kept, the admins are paged daily.
+    for offset in (1, 3, 6):
         travel(world, due + days(offset))
         assert await job(world, "dunning") == {"held": 1}
         sub = await subscription(world)
-        assert sub.status is SubscriptionStatus.PAST_DUE and sub.grace_until is not None
-        assert sub.grace_until > world.clock.now()
+        assert sub.status is SubscriptionStatus.PAST_DUE and sub.grace_until == due + days(offset + 14)
         assert await has_access(world)
     assert len(await messages(world, event="dunning_attempt")) == 1
+    # Nobody lifted it: after a week the learner's schedule resumes where it stopped, a week late.
+    travel(world, due + days(8))
+    assert await job(world, "dunning") == {"attempt_2": 1}
+    assert (await subscription(world)).grace_until == due + days(7 + 14)
 
     # The admins got one email a day at most, through the ACS simulator.
     await send(world)
@@ -90,7 +93,7 @@ async def test_a_configuration_error_pages_the_admins_and_holds_the_learners_att
             )
         )
     assert {a.recipient for a in alerts} == {"bursar@demo-school.example"}
-    assert len(alerts) == 6  # the failure itself, then one a day on each of the five passes
+    assert len(alerts) == 4  # the failure itself, then one a day on each of the three held passes
     assert all(a.status is NotificationStatus.SENT for a in alerts)
     emails = await (await world.sim_client.get("/sim/acs/emails")).json()
     assert len(emails) == len(alerts)
@@ -121,10 +124,12 @@ def test_time_held_counts_from_each_configuration_failure_to_the_next_try() -> N
         attempt(1, t + days(2), RenewalOutcome.FAILED, FailureClass.CUSTOMER.value),
         attempt(2, t + days(3), RenewalOutcome.FAILED, config),
     ]
-    assert time_held(tries, t + days(5)) == days(2) + days(2)  # 0 -> 1, then 2 -> now
-    assert time_held(tries[:2], t + days(5)) == days(2)
-    assert time_held([], t) == timedelta(0)
-    anchor = t + time_held(tries, t + days(5))
+    assert time_held(tries, t, t + days(5)) == days(2) + days(2)  # 0 -> 1, then 2 -> now
+    assert time_held(tries[:2], t, t + days(5)) == days(2)
+    assert time_held(tries, t, t + days(30)) == HOLD_LIMIT  # a hold nobody lifts ends
+    assert time_held(tries[:2], t + days(1), t + days(5)) == days(1)  # counted from the due date
+    assert time_held([], t, t) == timedelta(0)
+    anchor = t + time_held(tries, t, t + days(5))
     assert DEFAULT_SCHEDULE.access_until(anchor) == t + days(4 + 7 + 7)
 
 
@@ -172,3 +177,43 @@ async def test_a_provider_that_is_down_leaves_the_message_queued_for_retry(provi
             sa.select(sa.func.count(NotificationTry.id)).where(NotificationTry.notification_id == invite.id)
         )
     assert tries == SEND_ATTEMPTS
+
+
+@pytest.fixture
+async def silent_prompt(database_url: str, aiohttp_server: AiohttpServer, aiohttp_client: AiohttpClient) -> World:
+    """Amina's prompts are accepted, and then nothing: no callback (the phone is in her pocket)."""
+    world = await make_world(
+        database_url, aiohttp_server, aiohttp_client, msisdn_outcomes={"254700000001": Outcome(0, callback=False)}
+    )
+    return await _set_aside_zawadi(world)
+
+
+async def test_cash_is_refused_while_the_learners_own_prompt_is_open(silent_prompt: World) -> None:
+    from lms_domain.access import Actor
+    from lms_domain.errors import Conflict
+    from lms_domain.payments.renewals import record_manual_renewal
+    from lms_domain.tenancy.models import Role
+
+    world = silent_prompt
+    await text_in(world, AMINA, "RENEW")
+    await replies_to(world, AMINA, 1)
+
+    async def approved() -> bool:
+        return any(a.outcome is RenewalOutcome.APPROVED for a in await attempts(world))
+
+    await settle(world, approved, "the approval")
+    sub = await subscription(world)
+    bursar = Actor(user_id=sid("user", "admin"), role=Role.INSTITUTION_ADMIN, institution_id=sub.institution_id)
+    async with world.makers() as session, session.begin():
+        with pytest.raises(Conflict) as refused:
+            await record_manual_renewal(
+                session=session,
+                actor=bursar,
+                subscription_id=sub.id,
+                amount_minor=30000,
+                reference="RB-0001",
+                paid_at=None,
+                clock=world.clock,
+            )
+    assert refused.value.code == "renewal_prompt_open"  # paying twice for one period is what it prevents
+    assert (await subscription(world)).current_period_end == sub.current_period_end

@@ -57,3 +57,30 @@ async def test_batches_invite_each_due_subscription_once(
 
     again = await invite_renewals(sessions=sessionmaker, clock=clock, contacts=CONTACTS, batch=2)
     assert (again.due, again.invited, again.queued) == (0, 0, 0)
+
+
+async def test_a_school_template_with_escaped_braces_is_filled_once(
+    session: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession], clock: FixedClock
+) -> None:
+    from lms_domain.access import Actor
+    from lms_domain.i18n import Language
+    from lms_domain.notifications.templates import TemplateIn, save_template
+    from lms_domain.tenancy.models import Role
+
+    school = await make_institution(session)
+    learner = await make_learner(session, institution=school, name="Wanjiru", phone="+254712000010")
+    await make_subscription(session, learner=learner, due=clock.now() + timedelta(days=1))
+    admin = Actor(user_id=None, role=Role.INSTITUTION_ADMIN, institution_id=school.id)
+    body = "{learner_name}: lipa KES {amount} :-{{ ama piga {ussd_code}"
+    await save_template(
+        session=session,
+        actor=admin,
+        data=TemplateIn(event="renewal_due", language=Language.EN, body=body),
+        now=clock.now(),
+    )
+    await session.commit()
+    run = await invite_renewals(sessions=sessionmaker, clock=clock, contacts=CONTACTS)
+    assert (run.invited, run.queued, run.failed) == (1, 1, 0)
+    async with sessionmaker() as fresh:
+        [message] = list(await fresh.scalars(sa.select(NotificationLog)))
+    assert message.body == "Wanjiru: lipa KES 300 :-{ ama piga *384*123#"

@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from lms_domain.notifications.models import NotificationLog, NotificationStatus, NotificationTry
 from lms_domain.notifications.ports import SmsRecipientResult, SmsSendResult
-from lms_domain.notifications.service import RETRY_BASE, SEND_ATTEMPTS, Senders, deliver, notify_learner
+from lms_domain.notifications.service import CLAIM_LEASE, RETRY_BASE, SEND_ATTEMPTS, Senders, deliver, notify_learner
 from lms_domain.subscriptions.models import Subscription
 from server.keys import phone_channels_key
 from server.notifier import send_due
@@ -168,3 +169,35 @@ async def test_a_delivery_report_that_overtakes_its_send_is_not_lost(world: Worl
         "UserInBlackList",
         "ATXid_early",
     )
+
+
+class CrashingSender:
+    """A sender whose process "dies" mid-send: anything but a provider's answer."""
+
+    async def send(self, message: str, recipients: Sequence[str], *, sender_id: str | None = None) -> SmsSendResult:
+        raise RuntimeError("killed mid-send")
+
+
+async def test_a_send_that_dies_mid_way_is_sent_again_when_its_lease_ends(world: World) -> None:
+    async with world.makers() as session, session.begin():
+        [log_id] = await notify_learner(
+            session=session,
+            learner_id=sid("learner", "amina"),
+            event="subscription_cancelled",
+            values={},
+            dedupe_key="lease:test",
+            now=T0,
+        )
+    with pytest.raises(RuntimeError):
+        await deliver(sessions=world.makers, senders=Senders(sms=CrashingSender()), log_id=log_id, clock=world.clock)
+    entry = await world.scalar(sa.select(NotificationLog).where(NotificationLog.id == log_id))
+    assert entry.status is NotificationStatus.QUEUED and entry.attempts == 1  # claimed, not lost
+    assert entry.scheduled_for == world.clock.now() + CLAIM_LEASE
+    senders = Senders(sms=world.app[phone_channels_key].sender, contacts={"ussd_code": "*384*123#"})
+    assert await deliver(sessions=world.makers, senders=senders, log_id=log_id, clock=world.clock) is None  # leased
+    world.clock.advance(CLAIM_LEASE)
+    assert await deliver(sessions=world.makers, senders=senders, log_id=log_id, clock=world.clock) is (
+        NotificationStatus.SENT
+    )
+    [message] = await replies_to(world, AMINA, 1)
+    assert message == "Hi Amina Wanjiru, your Somo subscription has ended. Dial *384*123# to renew."
