@@ -43,3 +43,8 @@ def to_nairobi(at: datetime) -> datetime:
     if at.tzinfo is None:
         raise ValueError("naive datetimes are ambiguous; store UTC with tzinfo")
     return at.astimezone(NAIROBI)
+
+
+def day_text(at: datetime) -> str:
+    """The Nairobi date as people in Kenya write it: 27/11/2026."""
+    return to_nairobi(at).strftime("%d/%m/%Y")

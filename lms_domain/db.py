@@ -250,14 +250,20 @@ def make_sessionmaker(
     )
 
 
+def dialect_insert(session: AsyncSession, target: Any) -> Any:
+    """An INSERT with the dialect's ``on_conflict_do_nothing`` (Postgres or SQLite); ``target``
+    is a model, or its ``__table__`` for a plain Core insert (cheaper for many rows)."""
+    return (pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(target)
+
+
 async def insert_once(
     session: AsyncSession, model: type[Any], values: dict[str, Any], *, unique: list[str]
 ) -> uuid.UUID | None:
     """Insert a row unless one with the same ``unique`` columns exists; the new row's id, or
     None for a duplicate. ON CONFLICT DO NOTHING rather than a savepoint, so a retried
     callback racing its first delivery never fails either request."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=unique).returning(model.id)
+    stmt = dialect_insert(session, model).values(**values).on_conflict_do_nothing(index_elements=unique)
+    stmt = stmt.returning(model.id)
     inserted: uuid.UUID | None = await session.scalar(stmt)
     return inserted
 

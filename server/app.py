@@ -24,9 +24,7 @@ from server.keys import (
     verified_tokens_key,
 )
 from server.middlewares import problem_middleware, request_id_middleware
-from server.notifier import notifier_ctx
 from server.pdf.certificate import FpdfCertificateRenderer
-from server.poller import poller_ctx
 from server.ratelimit import rate_limit_middleware
 from server.scheduler import scheduler_ctx
 from server.settings import Settings
@@ -38,6 +36,18 @@ API_VERSION = "1.0.0"
 # be stored, and USSD hops come from AT's gateway at a person's pace, one at a time per
 # session (the engine's hop lock), so a limit would only end real sessions.
 RATE_LIMITED_PREFIXES = ("/api/v1/", "/sync/")
+
+
+def create_job_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+    """What the scheduled jobs need and nothing else (no routes): the database, the store, the
+    provider gateways and the senders, from the same cleanup contexts as the server, for
+    ``somo worker`` and ``somo jobs run``."""
+    app = web.Application()
+    app[settings_key] = settings
+    app[clock_key] = clock or SystemClock()
+    for ctx in (database_ctx, kv_ctx, gateways_ctx, notifiers_ctx):
+        app.cleanup_ctx.append(ctx)
+    return app
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None, hasher: Hasher | None = None) -> web.Application:
@@ -64,10 +74,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, hasher: Hasher
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(kv_ctx)
     app.cleanup_ctx.append(gateways_ctx)
-    app.cleanup_ctx.append(poller_ctx)
     app.cleanup_ctx.append(phone_channels_ctx)
     app.cleanup_ctx.append(notifiers_ctx)
-    app.cleanup_ctx.append(notifier_ctx)
     app.cleanup_ctx.append(scheduler_ctx)
     # Last, so it is cleaned up first: callback settlement drains while the database is open.
     app.cleanup_ctx.append(callbacks.callback_tasks_ctx)

@@ -126,10 +126,11 @@ async def phone_channels_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def notifiers_ctx(app: web.Application) -> AsyncIterator[None]:
     """The senders notifications go out through, and the locks the scheduled jobs take.
-    After the phone channels: the Africa's Talking sender is theirs, shared."""
+    After the phone channels, where they run: their Africa's Talking sender is shared."""
     from server.notifiers import build_senders
 
     store = app[kv_key]
-    app[senders_key] = build_senders(app[settings_key], at_sms=app[phone_channels_key].sender)
+    phone = app.get(phone_channels_key)
+    app[senders_key] = build_senders(app[settings_key], at_sms=phone.sender if phone is not None else None)
     app[job_locks_key] = JobLocks(app[engine_key], store.client if isinstance(store, RedisStore) else None)
     yield

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -35,10 +34,8 @@ hasher_key = web.AppKey("hasher", Hasher)
 gateways_key = web.AppKey("gateways", ProviderGateways)
 # Callback processing that outlives its request: drained before the database closes.
 callback_tasks_key = web.AppKey("callback_tasks", InboxWorkers)
-poller_task_key = web.AppKey("payments_poller", asyncio.Task[None])
 # USSD and SMS (Africa's Talking): the menu engine, SMS commands and their background work.
 phone_channels_key = web.AppKey("phone_channels", PhoneChannels)
-notifier_task_key = web.AppKey("notifier", asyncio.Task[None])
 
 openapi_key = web.AppKey("openapi", dict[str, Any])
 verified_tokens_key = web.AppKey("verified_tokens", VerifiedTokens)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -21,25 +22,39 @@ from server.jobs import JOBS, JobContext, context_of, run_job
 from server.keys import settings_key
 
 log = logging.getLogger("somo.scheduler")
+SHUTDOWN_GRACE_S = 10.0
 
 
-def build_scheduler(ctx: JobContext) -> AsyncIOScheduler:
+def build_scheduler(ctx: JobContext, in_flight: set[asyncio.Task[Any]] | None = None) -> AsyncIOScheduler:
+    """The scheduler for every job the settings switch on; the runs under way are kept in
+    ``in_flight``, so a shutdown can wait for them before the database goes."""
+    runs = in_flight if in_flight is not None else set()
+
     async def fire(name: str) -> None:
-        with contextlib.suppress(Exception):  # logged by run_job; the next trigger runs as planned
-            await run_job(ctx, name)
+        task = asyncio.current_task()
+        assert task is not None
+        runs.add(task)
+        try:
+            with contextlib.suppress(Exception):  # logged by run_job; the next trigger runs as planned
+                await run_job(ctx, name)
+        finally:
+            runs.discard(task)
 
     scheduler = AsyncIOScheduler(
         timezone=NAIROBI,
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 15 * 60},
     )
     for job in JOBS.values():
-        scheduler.add_job(fire, trigger=job.trigger(), args=[job.name], id=job.name, name=job.name)
+        trigger = job.trigger(ctx.settings)
+        if trigger is not None:
+            scheduler.add_job(fire, trigger=trigger, args=[job.name], id=job.name, name=job.name)
     return scheduler
 
 
 @contextlib.asynccontextmanager
 async def running(ctx: JobContext) -> AsyncIterator[AsyncIOScheduler]:
-    scheduler = build_scheduler(ctx)
+    in_flight: set[asyncio.Task[Any]] = set()
+    scheduler = build_scheduler(ctx, in_flight)
     scheduler.start()
     log.info(
         "scheduler started",
@@ -49,7 +64,13 @@ async def running(ctx: JobContext) -> AsyncIterator[AsyncIOScheduler]:
         yield scheduler
     finally:
         scheduler.shutdown(wait=False)
-        await asyncio.sleep(0)  # let APScheduler's own shutdown callbacks run on this loop
+        # Runs under way must end (their sessions closed) before the caller closes the database
+        # under them: a few seconds to finish their batch, then cut short (which rolls back).
+        if in_flight:
+            await asyncio.wait(list(in_flight), timeout=SHUTDOWN_GRACE_S)
+        for task in list(in_flight):
+            task.cancel()
+        await asyncio.gather(*in_flight, return_exceptions=True)
 
 
 async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -130,7 +130,7 @@ class PaymentsSettings(BaseModel):
     callback_allowlist_mode: Literal["off", "log_only", "enforce"] = "off"
     # Intents with no answer after this long are asked about (STK Query, Airtel enquiry).
     poll_after_s: float = Field(default=60.0, ge=1)
-    poll_interval_s: float = Field(default=30.0, ge=0)  # 0 switches the poller off
+    poll_interval_s: float = Field(default=30.0, ge=0)  # the payments-poll job; 0 switches it off
     # Stored callbacks are settled by this many workers, up to settle_batch per transaction;
     # the rest of the database pool stays free for acknowledging the next callbacks.
     settle_workers: int = Field(default=2, ge=1, le=32)
@@ -177,8 +177,7 @@ class NotificationsSettings(BaseModel):
     sms_sender_id: str | None = None
     # The number learners text: a shortcode, or a long number in E.164.
     sms_shortcode: str = Field(default="20880", pattern=r"^\+?\d{3,15}$")
-    # How often queued notifications are sent at once (receipts, replies); 0 turns this fast
-    # sender off (tests send by hand). The scheduler's "notifications" job sweeps every 15 min.
+    # How often the "notifications" job sends what is due; 0 switches it off (tests send by hand).
     send_interval_s: float = Field(default=10.0, ge=0)
     # Which SMS provider sends notifications: Africa's Talking, or Azure Communication Services.
     # USSD and SMS commands always use Africa's Talking (they arrive through it).

@@ -2,7 +2,8 @@
 
 A deployment with several server replicas sets ``SOMO_SCHEDULER__ENABLED=false`` on them and
 runs one worker (or more: the jobs' locks make extra workers idle, not harmful). The worker
-holds the same resources a job sees in the server: database, provider gateways, senders.
+holds the same resources a job sees in the server (database, store, provider gateways,
+senders), made by the same cleanup contexts.
 """
 
 from __future__ import annotations
@@ -16,10 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-from lms_domain.clock import Clock, SystemClock
-from server.joblock import JobLocks
+from lms_domain.clock import Clock
 from server.jobs import JOBS, JobContext, run_job
 from server.settings import Settings
 
@@ -30,34 +28,19 @@ HEARTBEAT_S = 30.0
 
 @contextlib.asynccontextmanager
 async def job_context(settings: Settings, clock: Clock | None = None) -> AsyncIterator[JobContext]:
-    import lms_domain.models  # noqa: F401 - every table mapped, so foreign keys resolve
-    from lms_domain.changefeed import NodeRole, SyncContext, install_change_capture
-    from lms_domain.db import create_engine, make_sessionmaker
-    from server.kv import RedisStore
-    from server.notifiers import build_senders
-    from server.providers.gateways import ProviderGateways
+    """The resources a job sees in the server, built by the server's own cleanup contexts."""
+    from aiohttp import web
 
-    clock = clock or SystemClock()
-    settings.database.ensure_sqlite_dir()
-    engine = create_engine(settings.database.url, pool_size=settings.database.pool_size)
-    install_change_capture()  # jobs write synced rows (subscriptions, entitlements)
-    sessions = make_sessionmaker(engine, SyncContext(node_id=settings.sync.node_id, role=NodeRole.CENTRAL, clock=clock))
-    redis = RedisStore.from_url(settings.redis.url) if settings.redis.url else None
+    import lms_domain.models  # noqa: F401 - every table mapped, so foreign keys resolve
+    from server.app import create_job_app
+    from server.jobs import context_of
+
+    runner = web.AppRunner(create_job_app(settings, clock=clock))
+    await runner.setup()  # runs the contexts; no site, so nothing listens
     try:
-        async with aiohttp.ClientSession() as http:
-            yield JobContext(
-                settings=settings,
-                engine=engine,
-                sessions=sessions,
-                clock=clock,
-                gateways=ProviderGateways(settings, http, clock),
-                senders=build_senders(settings),
-                locks=JobLocks(engine, redis.client if redis else None),
-            )
+        yield context_of(runner.app)
     finally:
-        if redis is not None:
-            await redis.close()
-        await engine.dispose()
+        await runner.cleanup()
 
 
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:

@@ -22,9 +22,10 @@ from lms_domain.learning.summaries import learner_subscriptions, progress_report
 from lms_domain.messaging.models import InboundSms, InboundStatus
 from lms_domain.money import Money
 from lms_domain.notifications.gsm import to_gsm7
+from lms_domain.notifications.models import NotificationChannel
 from lms_domain.notifications.ports import SmsSender
 from lms_domain.notifications.preferences import set_sms_opt_out
-from lms_domain.notifications.service import REPLY_EVENT, Senders, deliver, queue_sms
+from lms_domain.notifications.service import REPLY_EVENT, Senders, deliver, log_row, queue_notification
 from lms_domain.payments.ports import Gateways
 from lms_domain.payments.renewals import RENEWABLE, approve_renewal, provider_for
 from lms_domain.phones import Network, network_from_code, normalize_msisdn
@@ -119,16 +120,19 @@ class SmsCommands:
             if row is None or row.status is not InboundStatus.RECEIVED:
                 return
             row.status, row.command, row.reply, row.processed_at = InboundStatus.PROCESSED, command.name, reply, now
-            log_id = await queue_sms(
-                session=session,
-                recipient=phone,
-                body=reply,
-                event=REPLY_EVENT,
-                language=language,
-                dedupe_key=f"sms-reply:{at_id}",
-                now=now,
-                learner_id=learner.learner_id if learner else None,
-                institution_id=learner.institution_id if learner else None,
+            log_id = await queue_notification(
+                session,
+                log_row(
+                    channel=NotificationChannel.SMS,
+                    recipient=phone,
+                    body=reply,
+                    event=REPLY_EVENT,
+                    language=language,
+                    dedupe_key=f"sms-reply:{at_id}",
+                    now=now,
+                    learner_id=learner.learner_id if learner else None,
+                    institution_id=learner.institution_id if learner else None,
+                ),
             )
         if log_id is None:
             return

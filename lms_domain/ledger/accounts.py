@@ -19,11 +19,9 @@ import uuid
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lms_domain.db import utcnow
+from lms_domain.db import dialect_insert, utcnow
 from lms_domain.errors import InvalidInput
 from lms_domain.ids import natural_id
 from lms_domain.ledger.models import AccountType, LedgerAccount
@@ -109,7 +107,7 @@ async def ensure_accounts(
     ]
     # ON CONFLICT DO NOTHING rather than a savepoint: two first postings for a new school
     # may race to create its chart, and the loser must simply use the winner's rows.
-    dialect = (await session.connection()).dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    await session.execute(insert(LedgerAccount).values(rows).on_conflict_do_nothing(index_elements=["id"]))
+    await session.execute(
+        dialect_insert(session, LedgerAccount).values(rows).on_conflict_do_nothing(index_elements=["id"])
+    )
     return {account.code: account for account in await session.scalars(select_chart)}

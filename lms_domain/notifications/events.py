@@ -26,12 +26,12 @@ class EventSpec:
     name: str
     variables: frozenset[str]
     channels: tuple[NotificationChannel, ...]
-    sms: dict[Language, str]
-    subject: dict[Language, str]
+    body: dict[Language, str]  # one text for every channel: it must read as an SMS
+    subject: dict[Language, str]  # email only
     audience: str = "learner"  # or "admin": alerts go to an institution's admins by email
 
-    def default_body(self, channel: NotificationChannel, language: Language) -> str:
-        return self.sms.get(language) or self.sms[Language.EN]
+    def default_body(self, language: Language) -> str:
+        return self.body.get(language) or self.body[Language.EN]
 
     def default_subject(self, language: Language) -> str:
         return self.subject.get(language) or self.subject[Language.EN]
@@ -52,7 +52,7 @@ def _event(
         name=name,
         variables=frozenset(["learner_name", *variables.split()]),
         channels=channels,
-        sms={Language.EN: en, Language.SW: sw},
+        body={Language.EN: en, Language.SW: sw},
         subject={Language.EN: subject_en, Language.SW: subject_sw},
         audience=audience,
     )

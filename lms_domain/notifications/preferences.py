@@ -4,9 +4,8 @@ A learner (or their school's staff) also switches channels and single events on 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,13 +15,18 @@ from lms_domain.errors import InvalidInput, NotFound
 from lms_domain.ids import natural_id
 from lms_domain.notifications.events import EVENTS, EventSpec, event_spec
 from lms_domain.notifications.models import NotificationChannel, NotificationPreference
+from lms_domain.notifications.schemas import (
+    ChannelSwitch,
+    EventSwitches,
+    NotificationPreferences,
+    NotificationPreferencesUpdate,
+)
 from lms_domain.tenancy.models import Learner
 from lms_domain.tenancy.phone_access import set_language
 
-if TYPE_CHECKING:
-    from lms_domain.notifications.schemas import NotificationPreferences, NotificationPreferencesUpdate
-
 ALL_EVENTS = "*"
+# A channel's switch for every event, until the learner sets one: SMS on, email off.
+CHANNEL_DEFAULTS = {NotificationChannel.SMS: True, NotificationChannel.EMAIL: False}
 
 
 async def set_sms_opt_out(
@@ -50,33 +54,43 @@ async def set_sms_opt_out(
     return changed
 
 
+def allows(channel: NotificationChannel, settings: Mapping[str, bool], event: str) -> bool:
+    """Whether a learner's settings for ``channel`` (by event, ``*`` for every event) let
+    ``event`` through. SMS is on unless they opted out (of every SMS, or of this event): it is
+    how most learners hear from us. Email is off unless they turned it on, since few learners
+    read one; a setting for the event wins over the one for every event."""
+    if channel is NotificationChannel.SMS:
+        return all(settings.values())
+    return settings.get(event, settings.get(ALL_EVENTS, CHANNEL_DEFAULTS[channel]))
+
+
+async def settings_of(
+    session: AsyncSession, learner_ids: Collection[uuid.UUID], event: str
+) -> dict[tuple[uuid.UUID, NotificationChannel], dict[str, bool]]:
+    """The settings bearing on ``event`` for these learners, by (learner, channel): one query."""
+    found: dict[tuple[uuid.UUID, NotificationChannel], dict[str, bool]] = {}
+    rows = await session.execute(
+        sa.select(
+            NotificationPreference.learner_id,
+            NotificationPreference.channel,
+            NotificationPreference.event,
+            NotificationPreference.enabled,
+        ).where(
+            NotificationPreference.learner_id.in_(learner_ids),
+            NotificationPreference.event.in_([ALL_EVENTS, event]),
+        )
+    )
+    for learner_id, channel, name, enabled in rows:
+        found.setdefault((learner_id, channel), {})[name] = enabled
+    return found
+
+
 async def channel_allowed(
     *, session: AsyncSession, learner_id: uuid.UUID, channel: NotificationChannel, event: str
 ) -> bool:
-    """Whether a notification ``event`` may go to the learner on ``channel``.
-
-    SMS is on unless they opted out (of every SMS, or of this event): it is how most learners
-    hear from us. Email is off unless they turned it on, since few learners read one; a
-    setting for the event wins over the one for every event."""
-    rows = (
-        await session.execute(
-            sa.select(NotificationPreference.event, NotificationPreference.enabled).where(
-                NotificationPreference.learner_id == learner_id,
-                NotificationPreference.channel == channel,
-                NotificationPreference.event.in_([ALL_EVENTS, event]),
-            )
-        )
-    ).all()
-    settings = dict(rows)
-    if channel is NotificationChannel.SMS:
-        return all(settings.values())
-    return settings.get(event, settings.get(ALL_EVENTS, False))
-
-
-async def sms_allowed(*, session: AsyncSession, learner_id: uuid.UUID, event: str) -> bool:
-    """Whether a notification ``event`` may go to the learner by SMS: not if they opted out of
-    every SMS, or of this event."""
-    return await channel_allowed(session=session, learner_id=learner_id, channel=NotificationChannel.SMS, event=event)
+    """Whether a notification ``event`` may go to the learner on ``channel`` (see ``allows``)."""
+    settings = await settings_of(session, [learner_id], event)
+    return allows(channel, settings.get((learner_id, channel), {}), event)
 
 
 async def set_preference(
@@ -132,10 +146,6 @@ def learner_event(name: str) -> EventSpec:
 
 async def preferences_of(*, session: AsyncSession, actor: Actor, learner_id: uuid.UUID) -> NotificationPreferences:
     """The learner's language, channel switches and each learner event's own settings."""
-    # Imported here: the schemas show templates, whose module needs the sending service,
-    # which needs this module.
-    from lms_domain.notifications.schemas import ChannelSwitch, EventSwitches, NotificationPreferences
-
     learner = await _learner_for(session, actor, learner_id)
     rows = await session.execute(
         sa.select(NotificationPreference.channel, NotificationPreference.event, NotificationPreference.enabled).where(
@@ -146,9 +156,8 @@ async def preferences_of(*, session: AsyncSession, actor: Actor, learner_id: uui
     sms, email = NotificationChannel.SMS, NotificationChannel.EMAIL
     return NotificationPreferences(
         language=learner.language,
-        # The defaults of ``channel_allowed``: SMS on unless opted out, email off unless turned on.
-        sms=ChannelSwitch(enabled=settings.get((sms, ALL_EVENTS), True)),
-        email=ChannelSwitch(enabled=settings.get((email, ALL_EVENTS), False)),
+        sms=ChannelSwitch(enabled=settings.get((sms, ALL_EVENTS), CHANNEL_DEFAULTS[sms])),
+        email=ChannelSwitch(enabled=settings.get((email, ALL_EVENTS), CHANNEL_DEFAULTS[email])),
         events={
             spec.name: EventSwitches(sms=settings.get((sms, spec.name)), email=settings.get((email, spec.name)))
             for spec in EVENTS.values()

@@ -1,4 +1,4 @@
-"""What the notification endpoints take and answer: the event catalogue, template pages and a
+"""What the notification endpoints take and answer: the event catalogue, templates and a
 learner's notification preferences.
 
 A learner's preferences read back in the shape they are written, so a client can GET them,
@@ -7,10 +7,48 @@ change a switch and PUT the document back.
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from lms_domain.i18n import Language
-from lms_domain.notifications.templates import EventOut, TemplateOut
+from lms_domain.notifications.models import NotificationChannel
+
+
+class TemplateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event: str = Field(max_length=64)
+    channel: NotificationChannel = NotificationChannel.SMS
+    language: Language
+    subject: str | None = Field(default=None, max_length=200)
+    body: str = Field(min_length=1, max_length=2000)
+    institution_id: uuid.UUID | None = None  # platform admins only: NULL is the platform default
+    is_active: bool = True
+
+
+class TemplateOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    institution_id: uuid.UUID | None
+    event: str
+    channel: NotificationChannel
+    language: Language
+    subject: str | None
+    body: str
+    variables: list[str]
+    is_active: bool
+    updated_at: datetime | None = None
+    warnings: list[str] = []
+
+
+class EventOut(BaseModel):
+    name: str
+    variables: list[str]
+    channels: list[NotificationChannel]
+    audience: str
 
 
 class EventCatalogue(BaseModel):

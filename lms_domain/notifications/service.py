@@ -11,6 +11,7 @@ again with exponential backoff, ``SEND_ATTEMPTS`` times in all; each try is a ``
 
 from __future__ import annotations
 
+import functools
 import logging
 import string
 import uuid
@@ -52,23 +53,27 @@ CLAIM_LEASE = timedelta(minutes=5)  # far longer than any send takes (adapters t
 CONTACT_VARIABLES = ("ussd_code", "shortcode")
 
 
+def fill_contacts(text: str, contacts: Mapping[str, str]) -> str:
+    """``text`` with the deployment's contact points filled: a plain replacement, since a
+    learner's name with braces in it must not be parsed as a template."""
+    for name in CONTACT_VARIABLES:
+        if name in contacts:
+            text = text.replace("{" + name + "}", contacts[name])
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class Senders:
     """The notifier: one sender per channel (email may be absent: then email waits, queued),
     and the deployment's contact points. ``{ussd_code}`` and ``{shortcode}`` are settings, not
-    facts a payment flow knows, so a text keeps them as written until it is sent."""
+    facts a payment flow or a job knows, so every text keeps them as written until it is sent."""
 
     sms: SmsSender
     email: EmailSender | None = None
     contacts: Mapping[str, str] = field(default_factory=dict)
 
     def finish(self, text: str) -> str:
-        """``text`` with the contact points filled (plain replacement: a learner's name with
-        braces in it must not be parsed as a template)."""
-        for name in CONTACT_VARIABLES:
-            if name in self.contacts:
-                text = text.replace("{" + name + "}", self.contacts[name])
-        return text
+        return fill_contacts(text, self.contacts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +124,7 @@ async def template_text(
         return Rendered(
             template.id, template.language, template.subject or spec.default_subject(template.language), template.body
         )
-    return Rendered(None, language, spec.default_subject(language), spec.default_body(channel, language))
+    return Rendered(None, language, spec.default_subject(language), spec.default_body(language))
 
 
 async def rendered_text(
@@ -151,16 +156,21 @@ async def quiet_hours_for(session: AsyncSession, institution_id: uuid.UUID | Non
     return QuietHours(row[0], row[1]) if row is not None else DEFAULT_QUIET_HOURS
 
 
+@functools.lru_cache(maxsize=512)
+def _fields(body: str) -> frozenset[str]:
+    """The names a template fills, parsed once per text (a batch job renders thousands)."""
+    return frozenset(name for _, name, _, _ in string.Formatter().parse(body) if name)
+
+
 def render(body: str, values: Mapping[str, object]) -> str:
     """``body`` with its ``{variables}`` filled; a variable without a value stays visible
-    rather than failing the cause's transaction (templates are checked when saved)."""
-    fields = {name for _, name, _, _ in string.Formatter().parse(body) if name}
-    return body.format_map({name: values.get(name, "{" + name + "}") for name in fields})
+    rather than failing the cause's transaction (templates are checked when saved), and the
+    sender fills the deployment's own (``Senders.finish``)."""
+    return body.format_map({name: values.get(name, "{" + name + "}") for name in _fields(body)})
 
 
-async def queue_notification(
+def log_row(
     *,
-    session: AsyncSession,
     channel: NotificationChannel,
     recipient: str,
     body: str,
@@ -175,60 +185,33 @@ async def queue_notification(
     institution_id: uuid.UUID | None = None,
     template_id: uuid.UUID | None = None,
     status: NotificationStatus = NotificationStatus.QUEUED,
-) -> uuid.UUID | None:
-    """Put one message in the send log for ``deliver``, once per ``dedupe_key``: the new entry's
-    id, or None when that key was queued before."""
-    return await insert_once(
-        session,
-        NotificationLog,
-        {
-            "id": new_id(),
-            "institution_id": institution_id,
-            "learner_id": learner_id,
-            "user_id": user_id,
-            "template_id": template_id,
-            "event": event,
-            "channel": channel,
-            "language": language,
-            "recipient": recipient,
-            "subject": subject[:200] if subject else None,
-            "body": body,
-            "status": status,
-            "dedupe_key": dedupe_key[:128],
-            "scheduled_for": scheduled_for,
-            "attempts": 0,
-            "created_at": now,
-            "updated_at": now,
-        },
-        unique=["dedupe_key"],
-    )
+) -> dict[str, object]:
+    """One send-log row's values, for ``queue_notification`` or a batch insert."""
+    return {
+        "id": new_id(),
+        "institution_id": institution_id,
+        "learner_id": learner_id,
+        "user_id": user_id,
+        "template_id": template_id,
+        "event": event,
+        "channel": channel,
+        "language": language,
+        "recipient": recipient,
+        "subject": subject[:200] if subject else None,
+        "body": body,
+        "status": status,
+        "dedupe_key": dedupe_key[:128],
+        "scheduled_for": scheduled_for,
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
-async def queue_sms(
-    *,
-    session: AsyncSession,
-    recipient: str,
-    body: str,
-    event: str,
-    language: Language,
-    dedupe_key: str,
-    now: datetime,
-    learner_id: uuid.UUID | None = None,
-    institution_id: uuid.UUID | None = None,
-) -> uuid.UUID | None:
-    """A ready-made SMS (a reply to a learner's command), sent as soon as it is due."""
-    return await queue_notification(
-        session=session,
-        channel=NotificationChannel.SMS,
-        recipient=recipient,
-        body=body,
-        event=event,
-        language=language,
-        dedupe_key=dedupe_key,
-        now=now,
-        learner_id=learner_id,
-        institution_id=institution_id,
-    )
+async def queue_notification(session: AsyncSession, row: dict[str, object]) -> uuid.UUID | None:
+    """Put one message (a ``log_row``) in the send log for ``deliver``, once per ``dedupe_key``:
+    the new entry's id, or None when that key was queued before."""
+    return await insert_once(session, NotificationLog, row, unique=["dedupe_key"])
 
 
 async def notify_learner(
@@ -276,20 +259,22 @@ async def notify_learner(
             values=values,
         )
         log_id = await queue_notification(
-            session=session,
-            channel=channel,
-            recipient=recipient,
-            subject=text.subject if channel is NotificationChannel.EMAIL else None,
-            body=text.body,
-            event=event,
-            language=text.language,
-            dedupe_key=dedupe_key if channel is NotificationChannel.SMS else f"{dedupe_key}:email",
-            now=now,
-            scheduled_for=quiet.next_allowed(now) if allowed else None,
-            learner_id=learner.id,
-            institution_id=learner.institution_id,
-            template_id=text.template_id,
-            status=NotificationStatus.QUEUED if allowed else NotificationStatus.SUPPRESSED,
+            session,
+            log_row(
+                channel=channel,
+                recipient=recipient,
+                subject=text.subject if channel is NotificationChannel.EMAIL else None,
+                body=text.body,
+                event=event,
+                language=text.language,
+                dedupe_key=dedupe_key if channel is NotificationChannel.SMS else f"{dedupe_key}:email",
+                now=now,
+                scheduled_for=quiet.next_allowed(now) if allowed else None,
+                learner_id=learner.id,
+                institution_id=learner.institution_id,
+                template_id=text.template_id,
+                status=NotificationStatus.QUEUED if allowed else NotificationStatus.SUPPRESSED,
+            ),
         )
         if log_id is not None:
             queued.append(log_id)
@@ -310,28 +295,16 @@ async def alert_admins(
     name = "Somo"
     if institution_id is not None:
         name = await session.scalar(sa.select(Institution.name).where(Institution.id == institution_id)) or name
-    recipients: list[tuple[uuid.UUID, str]] = []
+    admins = sa.select(User.id, User.email).where(User.is_active.is_(True), User.email.is_not(None))
+    recipients = []
     if institution_id is not None:
-        recipients = [
-            (user_id, email or "")
-            for user_id, email in await session.execute(
-                sa.select(User.id, User.email).where(
-                    User.institution_id == institution_id,
-                    User.role == Role.INSTITUTION_ADMIN,
-                    User.is_active.is_(True),
-                    User.email.is_not(None),
-                )
+        recipients = list(
+            await session.execute(
+                admins.where(User.institution_id == institution_id, User.role == Role.INSTITUTION_ADMIN)
             )
-        ]
+        )
     if not recipients:
-        recipients = [
-            (user_id, email or "")
-            for user_id, email in await session.execute(
-                sa.select(User.id, User.email).where(
-                    User.role == Role.PLATFORM_ADMIN, User.is_active.is_(True), User.email.is_not(None)
-                )
-            )
-        ]
+        recipients = list(await session.execute(admins.where(User.role == Role.PLATFORM_ADMIN)))
     text = await rendered_text(
         session,
         institution_id=institution_id,
@@ -343,18 +316,20 @@ async def alert_admins(
     queued: list[uuid.UUID] = []
     for user_id, email in recipients:
         log_id = await queue_notification(
-            session=session,
-            channel=NotificationChannel.EMAIL,
-            recipient=email,
-            subject=text.subject,
-            body=text.body,
-            event=ADMIN_EVENT,
-            language=text.language,
-            dedupe_key=f"{dedupe_key}:{user_id}",
-            now=now,
-            user_id=user_id,
-            institution_id=institution_id,
-            template_id=text.template_id,
+            session,
+            log_row(
+                channel=NotificationChannel.EMAIL,
+                recipient=email or "",  # the query keeps only users with an email
+                subject=text.subject,
+                body=text.body,
+                event=ADMIN_EVENT,
+                language=text.language,
+                dedupe_key=f"{dedupe_key}:{user_id}",
+                now=now,
+                user_id=user_id,
+                institution_id=institution_id,
+                template_id=text.template_id,
+            ),
         )
         if log_id is not None:
             queued.append(log_id)
@@ -379,9 +354,7 @@ async def _send(senders: Senders, entry: NotificationLog) -> _Outcome:
         if senders.email is None:
             return _Outcome(NotificationStatus.FAILED, error="no email sender configured", retryable=True)
         try:
-            sent = await senders.email.send(
-                to=[entry.recipient], subject=senders.finish(entry.subject or ""), text=entry.body
-            )
+            sent = await senders.email.send(to=[entry.recipient], subject=entry.subject or "", text=entry.body)
         except EmailSendError as exc:
             return _Outcome(NotificationStatus.FAILED, error=exc.detail[:500], retryable=exc.retryable)
         return _Outcome(NotificationStatus.SENT, message_id=sent.message_id)

@@ -9,53 +9,18 @@ segment, and a long text costs several segments, which an admin should see befor
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from lms_domain.access import Actor, owning_institution
-from lms_domain.errors import InvalidInput, NotFound
-from lms_domain.i18n import Language
+from lms_domain.access import Actor, catalog_filter, ensure_visible, owning_institution
+from lms_domain.errors import InvalidInput
 from lms_domain.notifications.events import EVENTS, check_template, event_spec
 from lms_domain.notifications.gsm import gsm7_length, sms_segments
 from lms_domain.notifications.models import NotificationChannel, NotificationTemplate
+from lms_domain.notifications.schemas import EventOut, TemplateIn, TemplateOut
 from lms_domain.notifications.service import render, template_id_for
-
-
-class TemplateIn(BaseModel):
-    event: str = Field(max_length=64)
-    channel: NotificationChannel = NotificationChannel.SMS
-    language: Language
-    subject: str | None = Field(default=None, max_length=200)
-    body: str = Field(min_length=1, max_length=2000)
-    institution_id: uuid.UUID | None = None  # platform admins only: NULL is the platform default
-    is_active: bool = True
-
-
-class TemplateOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: uuid.UUID
-    institution_id: uuid.UUID | None
-    event: str
-    channel: NotificationChannel
-    language: Language
-    subject: str | None
-    body: str
-    variables: list[str]
-    is_active: bool
-    updated_at: datetime | None = None
-    warnings: list[str] = []
-
-
-class EventOut(BaseModel):
-    name: str
-    variables: list[str]
-    channels: list[NotificationChannel]
-    audience: str
 
 
 def list_events() -> list[EventOut]:
@@ -106,37 +71,36 @@ async def save_template(*, session: AsyncSession, actor: Actor, data: TemplateIn
     template.subject, template.body, template.variables = data.subject, data.body, sorted(used)
     template.is_active, template.updated_at = data.is_active, now
     await session.flush()
+    return template_out(template)
+
+
+def template_out(template: NotificationTemplate) -> TemplateOut:
+    """A template as the API shows it, SMS ones with their warnings."""
     out = TemplateOut.model_validate(template)
-    if data.channel is NotificationChannel.SMS:
-        out.warnings = sms_warnings(data.body)
+    if template.channel is NotificationChannel.SMS:
+        out.warnings = sms_warnings(template.body)
     return out
 
 
-async def list_templates(
-    *, session: AsyncSession, actor: Actor, event: str | None = None
-) -> Sequence[NotificationTemplate]:
+async def list_templates(*, session: AsyncSession, actor: Actor, event: str | None = None) -> list[TemplateOut]:
     """The platform defaults and, for a school's admin, their own templates."""
     actor.require_admin()
-    stmt = sa.select(NotificationTemplate).order_by(
-        NotificationTemplate.event, NotificationTemplate.channel, NotificationTemplate.language
+    stmt = catalog_filter(
+        sa.select(NotificationTemplate).order_by(
+            NotificationTemplate.event, NotificationTemplate.channel, NotificationTemplate.language
+        ),
+        NotificationTemplate.institution_id,
+        actor,
     )
-    if not actor.is_platform_admin:
-        stmt = stmt.where(
-            sa.or_(
-                NotificationTemplate.institution_id == actor.institution_id,
-                NotificationTemplate.institution_id.is_(None),
-            )
-        )
     if event is not None:
         stmt = stmt.where(NotificationTemplate.event == event_spec(event).name)
-    return (await session.scalars(stmt)).all()
+    return [template_out(template) for template in await session.scalars(stmt)]
 
 
 async def delete_template(*, session: AsyncSession, actor: Actor, template_id: uuid.UUID) -> None:
     """Back to the platform's (or the built-in) text."""
     actor.require_admin()
     template = await session.get(NotificationTemplate, template_id)
-    if template is None or (not actor.is_platform_admin and template.institution_id != actor.institution_id):
-        raise NotFound("template not found")
+    ensure_visible(template, actor, what="template")  # a school's admin cannot delete the platform's
     await session.delete(template)
     await session.flush()

@@ -43,7 +43,7 @@ RENEWAL_DESCRIPTION = "Somo renewal"  # TransactionDesc: at most 13 characters
 REPUSH_SPACING = timedelta(minutes=2)
 # A paybill payment of the renewal amount counts as the renewal this long before it is due.
 EARLY_PAYMENT_WINDOW = timedelta(days=7)
-_OPEN_INTENT = (IntentStatus.CREATED, IntentStatus.PENDING, IntentStatus.UNKNOWN)
+OPEN_INTENT = (IntentStatus.CREATED, IntentStatus.PENDING, IntentStatus.UNKNOWN)
 RENEWABLE = (
     SubscriptionStatus.ACTIVE,
     SubscriptionStatus.PAST_DUE,
@@ -80,6 +80,14 @@ async def _latest_attempt(
     )
 
 
+async def open_prompt(session: AsyncSession, attempt: SubscriptionRenewalAttempt | None) -> bool:
+    """Whether ``attempt`` fired a payment prompt that is still open (the learner may yet pay)."""
+    if attempt is None or attempt.payment_intent_id is None:
+        return False
+    status = await session.scalar(sa.select(PaymentIntent.status).where(PaymentIntent.id == attempt.payment_intent_id))
+    return status in OPEN_INTENT
+
+
 async def _prepare(
     session: AsyncSession,
     *,
@@ -109,7 +117,7 @@ async def _prepare(
     if latest is not None and latest.payment_intent_id is not None:
         intent = await session.get(PaymentIntent, latest.payment_intent_id)
         assert intent is not None
-        if intent.status in _OPEN_INTENT or intent.status is IntentStatus.SUCCEEDED:
+        if intent.status in OPEN_INTENT or intent.status is IntentStatus.SUCCEEDED:
             return RenewalApproval(attempt=latest, intent=intent, pushed=False)
         wait = intent.created_at + REPUSH_SPACING - now
         if wait > timedelta(0):
@@ -191,19 +199,14 @@ async def fire_renewal(
         return approval
     try:
         intent = await push_intent(sessions=sessions, intent=approval.intent, gateways=gateways, clock=clock)
-    except (PaymentGatewayError, InvalidInput) as exc:
+    except (PaymentGatewayError, InvalidInput):
+        # ``push_intent`` recorded the failure on the intent, with its class; the attempt follows
+        # it as after any failed prompt. A push whose outcome is unknown may still ring the
+        # phone: its attempt stays approved until reconciliation says.
         async with sessions() as session, session.begin():
-            attempt = await session.get(SubscriptionRenewalAttempt, approval.attempt.id)
-            assert attempt is not None
-            attempt.outcome, attempt.resolved_at, attempt.updated_at = RenewalOutcome.FAILED, clock.now(), clock.now()
-            # The intent holds the class the flow settled on (an InvalidInput raised while
-            # pushing is ours: configuration); the exception may carry none.
-            failed_intent = await session.get(PaymentIntent, approval.intent.id)
-            failure = failed_intent.failure_class if failed_intent is not None else None
-            attempt.failure_class = (failure.value if failure else None) or getattr(exc, "failure_class", None)
-            attempt.detail = exc.detail[:255]
-            if attempt.failure_class == FailureClass.CONFIGURATION:
-                await page_configuration_error(session, attempt.institution_id, exc.detail, clock.now())
+            failed = await session.get(PaymentIntent, approval.intent.id)
+            if failed is not None and failed.status is IntentStatus.FAILED:
+                await record_renewal_failure(session, failed, clock)
         raise
     return RenewalApproval(attempt=approval.attempt, intent=intent, pushed=True)
 
@@ -398,17 +401,12 @@ async def record_manual_renewal(
         return earlier
     if subscription.status not in RENEWABLE:
         raise Conflict(f"the subscription is {subscription.status.value}", code="subscription_not_renewable")
-    latest = await _latest_attempt(session, subscription.id, subscription.current_period_end)
-    if latest is not None and latest.payment_intent_id is not None:
-        open_status = await session.scalar(
-            sa.select(PaymentIntent.status).where(PaymentIntent.id == latest.payment_intent_id)
+    if await open_prompt(session, await _latest_attempt(session, subscription.id, subscription.current_period_end)):
+        # Recording cash now, then the learner entering their PIN, would renew two periods.
+        raise Conflict(
+            "the learner has a payment prompt open for this renewal; wait for it to finish",
+            code="renewal_prompt_open",
         )
-        if open_status in _OPEN_INTENT:
-            # Recording cash now, then the learner entering their PIN, would renew two periods.
-            raise Conflict(
-                "the learner has a payment prompt open for this renewal; wait for it to finish",
-                code="renewal_prompt_open",
-            )
     price = await session.get(Price, subscription.price_id)
     assert price is not None  # foreign key
     if amount_minor != price.amount_minor:

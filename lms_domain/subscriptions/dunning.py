@@ -29,20 +29,19 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from lms_domain.clock import Clock, to_nairobi
+from lms_domain.clock import Clock, day_text
 from lms_domain.commerce.models import Price, PriceInterval, Product
 from lms_domain.db import insert_once, lock
 from lms_domain.entitlements.service import grant_subscription, subscription_entitlement
 from lms_domain.ids import new_id
 from lms_domain.money import Money
 from lms_domain.notifications.service import notify_learner
-from lms_domain.payments.models import FailureClass, IntentStatus, PaymentIntent
-from lms_domain.payments.renewals import page_configuration_error
+from lms_domain.payments.models import FailureClass
+from lms_domain.payments.renewals import open_prompt, page_configuration_error
 from lms_domain.payments.settlement import add_interval
 from lms_domain.subscriptions.models import (
     DunningSchedule,
@@ -57,7 +56,6 @@ log = logging.getLogger("somo.dunning")
 DUNNED = (SubscriptionStatus.PAST_DUE, SubscriptionStatus.GRACE)
 GRACE_WARNING = timedelta(days=2)  # "your access ends on ..." this long before it does
 HOLD_LIMIT = timedelta(days=7)  # the longest a configuration failure holds a learner's schedule
-_OPEN = (IntentStatus.CREATED, IntentStatus.PENDING, IntentStatus.UNKNOWN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,18 +127,6 @@ async def sync_access(session: AsyncSession, subscription: Subscription, now: da
     entitlement.revoked_at = None
 
 
-@dataclass(frozen=True, slots=True)
-class Contacts:
-    """What a learner dials or texts to approve; filled into the messages."""
-
-    ussd_code: str
-    shortcode: str
-
-
-def _day(at: datetime) -> str:
-    return to_nairobi(at).strftime("%d/%m/%Y")
-
-
 async def _attempts(session: AsyncSession, subscription: Subscription) -> list[SubscriptionRenewalAttempt]:
     return list(
         await session.scalars(
@@ -152,14 +138,6 @@ async def _attempts(session: AsyncSession, subscription: Subscription) -> list[S
             .order_by(SubscriptionRenewalAttempt.attempt_no)
         )
     )
-
-
-async def _awaiting_payment(session: AsyncSession, latest: SubscriptionRenewalAttempt | None) -> bool:
-    """Whether the learner approved and their prompt is still open: no reminder over it."""
-    if latest is None or latest.outcome is not RenewalOutcome.APPROVED or latest.payment_intent_id is None:
-        return False
-    status = await session.scalar(sa.select(PaymentIntent.status).where(PaymentIntent.id == latest.payment_intent_id))
-    return status in _OPEN
 
 
 async def _end_of_grace(
@@ -181,9 +159,9 @@ async def _end_of_grace(
             .limit(1)
         )
     due = subscription.current_period_end
+    subscription.status = SubscriptionStatus.UNPAID  # the paid entitlement closes either way
+    await sync_access(session, subscription, now)
     if free is None:
-        subscription.status = SubscriptionStatus.UNPAID
-        await sync_access(session, subscription, now)
         await notify_learner(
             session=session,
             learner_id=subscription.learner_id,
@@ -193,9 +171,7 @@ async def _end_of_grace(
             now=now,
         )
         return "unpaid"
-    # The paid entitlement closes; the free tier's opens, as a subscription to the free product.
-    subscription.status = SubscriptionStatus.UNPAID
-    await sync_access(session, subscription, now)
+    # The free tier's opens, as a subscription to the free product.
     target = await session.get(Product, free.product_id)
     end = add_interval(now, free.interval)
     assert target is not None and end is not None  # foreign key; recurring by the query
@@ -222,9 +198,7 @@ async def _end_of_grace(
     return "downgraded"
 
 
-async def advance(
-    session: AsyncSession, subscription_id: uuid.UUID, *, schedule: Schedule, contacts: Contacts, now: datetime
-) -> str:
+async def advance(session: AsyncSession, subscription_id: uuid.UUID, *, schedule: Schedule, now: datetime) -> str:
     """Move one subscription along its dunning path as far as ``now`` allows; what was done.
 
     Locks the subscription (as an approval does), and every step is unique in the database, so
@@ -235,12 +209,10 @@ async def advance(
     # The subscription and its entitlement are synced rows: their flush takes the school's change
     # counter until commit, so it waits for the commit, after every read and queued message.
     with session.no_autoflush:
-        return await _advance(session, subscription, schedule=schedule, contacts=contacts, now=now)
+        return await _advance(session, subscription, schedule=schedule, now=now)
 
 
-async def _advance(
-    session: AsyncSession, subscription: Subscription, *, schedule: Schedule, contacts: Contacts, now: datetime
-) -> str:
+async def _advance(session: AsyncSession, subscription: Subscription, *, schedule: Schedule, now: datetime) -> str:
     price = await session.get(Price, subscription.price_id)
     assert price is not None  # foreign key
     due = subscription.current_period_end
@@ -282,13 +254,8 @@ async def _advance(
         subscription.grace_until = grace_until
     await sync_access(session, subscription, now)
     amount = Money(price.amount_minor, price.currency).figure
-    values: dict[str, object] = {
-        "amount": amount,
-        "due_date": _day(due),
-        "access_until": _day(grace_until),
-        "ussd_code": contacts.ussd_code,
-        "shortcode": contacts.shortcode,
-    }
+    # {ussd_code} and {shortcode} are the deployment's: the sender fills them (``Senders.finish``).
+    values: dict[str, object] = {"amount": amount, "due_date": day_text(due), "access_until": day_text(grace_until)}
     if now >= grace_until:  # before anything else: a prompt left open must not keep access forever
         return await _end_of_grace(session, subscription, price, values, now)
     if (
@@ -301,7 +268,7 @@ async def _advance(
             session, subscription.institution_id, latest.detail or "see the payment log", now
         )
         return "held"
-    if await _awaiting_payment(session, latest):
+    if latest is not None and latest.outcome is RenewalOutcome.APPROVED and await open_prompt(session, latest):
         return "awaiting_payment"
     step = schedule.latest_step(anchor, now)
     done = {a.dunning_step for a in attempts if a.dunning_step is not None}
@@ -353,9 +320,10 @@ async def _advance(
     return action
 
 
-def dunning_candidates(now: datetime) -> sa.Select[Any]:
-    """Subscriptions the dunning pass looks at: active past their due date, past due, in grace."""
-    return sa.select(Subscription.id).where(
+def dunning_candidates(now: datetime) -> sa.Select[uuid.UUID, uuid.UUID]:
+    """Subscriptions the dunning pass looks at (id, school): active past their due date, past
+    due, in grace."""
+    return sa.select(Subscription.id, Subscription.institution_id).where(
         Subscription.deleted_at.is_(None),
         sa.or_(
             sa.and_(Subscription.status == SubscriptionStatus.ACTIVE, Subscription.current_period_end <= now),
@@ -368,7 +336,6 @@ async def run_dunning(
     *,
     sessions: async_sessionmaker[AsyncSession],
     clock: Clock,
-    contacts: Contacts,
     batch: int = 500,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, int]:
@@ -383,13 +350,7 @@ async def run_dunning(
             stmt = dunning_candidates(now).order_by(Subscription.id).limit(batch)
             if after is not None:
                 stmt = stmt.where(Subscription.id > after)
-            rows = (
-                await session.execute(
-                    sa.select(Subscription.id, Subscription.institution_id)
-                    .where(Subscription.id.in_(stmt))
-                    .order_by(Subscription.id)
-                )
-            ).all()
+            rows = (await session.execute(stmt)).all()
             for _, institution_id in rows:
                 if institution_id not in schedules:
                     schedules[institution_id] = await schedule_for(session, institution_id)
@@ -399,9 +360,7 @@ async def run_dunning(
         for subscription_id, institution_id in rows:
             try:
                 async with sessions() as session, session.begin():
-                    action = await advance(
-                        session, subscription_id, schedule=schedules[institution_id], contacts=contacts, now=now
-                    )
+                    action = await advance(session, subscription_id, schedule=schedules[institution_id], now=now)
             except Exception:
                 log.exception("dunning failed for one subscription", extra={"subscription_id": str(subscription_id)})
                 action = "error"

@@ -14,7 +14,6 @@ a second scheduler process) inserts nothing and queues nothing the second time.
 from __future__ import annotations
 
 import logging
-import string
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,25 +21,22 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from lms_domain.clock import Clock, to_nairobi
+from lms_domain.clock import Clock, day_text
 from lms_domain.commerce.models import Price
+from lms_domain.db import dialect_insert
 from lms_domain.i18n import Language
 from lms_domain.ids import new_id
 from lms_domain.money import Money
 from lms_domain.notifications.models import (
     NotificationChannel,
     NotificationLog,
-    NotificationPreference,
     NotificationStatus,
 )
-from lms_domain.notifications.preferences import ALL_EVENTS
+from lms_domain.notifications.preferences import allows, settings_of
 from lms_domain.notifications.quiet_hours import QuietHours
-from lms_domain.notifications.service import Rendered, quiet_hours_for, template_text
-from lms_domain.subscriptions.dunning import Contacts
+from lms_domain.notifications.service import Rendered, log_row, quiet_hours_for, render, template_text
 from lms_domain.subscriptions.models import (
     RenewalOutcome,
     Subscription,
@@ -73,7 +69,6 @@ class _Texts:
 
     texts: dict[tuple[uuid.UUID, NotificationChannel, Language], Rendered] = field(default_factory=dict)
     quiet: dict[uuid.UUID, QuietHours] = field(default_factory=dict)
-    fields: dict[str, list[str]] = field(default_factory=dict)
     days: dict[datetime, str] = field(default_factory=dict)  # per batch: due dates are many
     amounts: dict[tuple[int, str], str] = field(default_factory=dict)
 
@@ -93,15 +88,9 @@ class _Texts:
             self.quiet[institution_id] = await quiet_hours_for(session, institution_id)
         return self.quiet[institution_id]
 
-    def fill(self, text: str, values: dict[str, str]) -> str:
-        """``render`` with the template parsed once per pass, not once per learner."""
-        if text not in self.fields:
-            self.fields[text] = [name for _, name, _, _ in string.Formatter().parse(text) if name]
-        return text.format_map({name: values.get(name, "{" + name + "}") for name in self.fields[text]})
-
     def day(self, at: datetime) -> str:
         if at not in self.days:
-            self.days[at] = to_nairobi(at).strftime("%d/%m/%Y")
+            self.days[at] = day_text(at)
         return self.days[at]
 
     def amount(self, minor: int, currency: str) -> str:
@@ -110,43 +99,11 @@ class _Texts:
         return self.amounts[minor, currency]
 
 
-def _insert(session: AsyncSession, model: type[Any]) -> Any:
-    """A Core INSERT on the model's table (the ORM's bulk path costs as much again in Python)."""
-    return (pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(model.__table__)
-
-
-async def _preferences(session: AsyncSession, learner_ids: list[uuid.UUID]) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
-    """Of these learners: who opted out of the SMS, and who turned email on (event beats '*')."""
-    rows = (
-        await session.execute(
-            sa.select(
-                NotificationPreference.learner_id,
-                NotificationPreference.channel,
-                NotificationPreference.event,
-                NotificationPreference.enabled,
-            ).where(
-                NotificationPreference.learner_id.in_(learner_ids),
-                NotificationPreference.event.in_([ALL_EVENTS, EVENT]),
-            )
-        )
-    ).all()
-    sms_off: set[uuid.UUID] = set()
-    email: dict[uuid.UUID, dict[str, bool]] = {}
-    for learner_id, channel, event, enabled in rows:
-        if channel is NotificationChannel.SMS and not enabled:
-            sms_off.add(learner_id)
-        elif channel is NotificationChannel.EMAIL:
-            email.setdefault(learner_id, {})[event] = enabled
-    email_on = {lid for lid, prefs in email.items() if prefs.get(EVENT, prefs.get(ALL_EVENTS, False))}
-    return sms_off, email_on
-
-
 async def _invite_batch(
     session: AsyncSession,
     rows: list[Any],
     *,
     texts: _Texts,
-    contacts: Contacts,
     now: datetime,
     run: InvitationRun,
 ) -> None:
@@ -172,9 +129,7 @@ async def _invite_batch(
     inserted = set(
         (
             await conn.execute(
-                _insert(session, SubscriptionRenewalAttempt)
-                .on_conflict_do_nothing()
-                .returning(table.c.subscription_id),
+                dialect_insert(session, table).on_conflict_do_nothing().returning(table.c.subscription_id),
                 attempts,
             )
         ).scalars()
@@ -183,51 +138,44 @@ async def _invite_batch(
     invited = [row for row in rows if row.id in inserted]
     if not invited:
         return
-    sms_off, email_on = await _preferences(session, [row.learner_id for row in invited])
-    messages: list[dict[str, Any]] = []
+    settings = await settings_of(session, [row.learner_id for row in invited], EVENT)
+    messages: list[dict[str, object]] = []
     for row in invited:
         send_at = (await texts.quiet_hours(session, row.institution_id)).next_allowed(now)
+        # {ussd_code} and {shortcode} are the deployment's: the sender fills them.
         values = {
             "learner_name": row.display_name,
             "amount": texts.amount(row.amount_minor, row.currency),
             "due_date": texts.day(row.current_period_end),
-            "ussd_code": contacts.ussd_code,
-            "shortcode": contacts.shortcode,
         }
+        key = f"{EVENT}:{row.id}:{row.current_period_end.isoformat()}"
         for channel, recipient in ((NotificationChannel.SMS, row.e164), (NotificationChannel.EMAIL, row.email)):
-            allowed = (
-                row.learner_id not in sms_off if channel is NotificationChannel.SMS else row.learner_id in email_on
-            )
+            allowed = allows(channel, settings.get((row.learner_id, channel), {}), EVENT)
             if not recipient or (channel is NotificationChannel.EMAIL and not allowed):
                 continue
             text = await texts.text(session, row.institution_id, channel, row.language)
-            key = f"{EVENT}:{row.id}:{row.current_period_end.isoformat()}"
+            email = channel is NotificationChannel.EMAIL
             messages.append(
-                {
-                    "id": new_id(),
-                    "institution_id": row.institution_id,
-                    "learner_id": row.learner_id,
-                    "user_id": None,
-                    "template_id": text.template_id,
-                    "event": EVENT,
-                    "channel": channel,
-                    "language": text.language,
-                    "recipient": recipient,
-                    "subject": texts.fill(text.subject, values)
-                    if channel is NotificationChannel.EMAIL and text.subject
-                    else None,
-                    "body": texts.fill(text.body, values),
-                    "status": NotificationStatus.QUEUED if allowed else NotificationStatus.SUPPRESSED,
-                    "dedupe_key": key if channel is NotificationChannel.SMS else f"{key}:email",
-                    "scheduled_for": send_at if allowed else None,
-                    "attempts": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
+                log_row(
+                    channel=channel,
+                    recipient=recipient,
+                    subject=render(text.subject, values) if email and text.subject else None,
+                    body=render(text.body, values),
+                    event=EVENT,
+                    language=text.language,
+                    dedupe_key=f"{key}:email" if email else key,
+                    now=now,
+                    scheduled_for=send_at if allowed else None,
+                    learner_id=row.learner_id,
+                    institution_id=row.institution_id,
+                    template_id=text.template_id,
+                    status=NotificationStatus.QUEUED if allowed else NotificationStatus.SUPPRESSED,
+                )
             )
             run.suppressed += 0 if allowed else 1
     if messages:
-        await conn.execute(_insert(session, NotificationLog).on_conflict_do_nothing(), messages)
+        # Core, not the ORM's bulk path, which costs as much again in Python.
+        await conn.execute(dialect_insert(session, NotificationLog.__table__).on_conflict_do_nothing(), messages)
         run.queued += sum(1 for m in messages if m["status"] is NotificationStatus.QUEUED)
 
 
@@ -269,7 +217,6 @@ async def invite_renewals(
     *,
     sessions: async_sessionmaker[AsyncSession],
     clock: Clock,
-    contacts: Contacts,
     notice: timedelta = DEFAULT_NOTICE,
     batch: int = 1000,
     progress: Callable[[int], None] | None = None,
@@ -294,7 +241,7 @@ async def invite_renewals(
                     break
                 after = (rows[-1].current_period_end, rows[-1].id)
                 texts.days.clear()
-                await _invite_batch(session, rows, texts=texts, contacts=contacts, now=now, run=run)
+                await _invite_batch(session, rows, texts=texts, now=now, run=run)
         except Exception:
             if not rows:
                 raise  # the database itself: nothing to skip past

@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from lms_domain.notifications import preferences, templates
-from lms_domain.notifications.models import NotificationChannel
 from lms_domain.notifications.schemas import (
     EventCatalogue,
     NotificationPreferences,
     NotificationPreferencesUpdate,
+    TemplateIn,
     TemplateListQuery,
+    TemplateOut,
     TemplatePage,
 )
-from lms_domain.notifications.templates import TemplateIn, TemplateOut
 from lms_domain.tenancy.models import Role
 from server.api.registry import Api, Call
 
@@ -42,12 +42,9 @@ async def list_notification_events(call: Call[Any, Any]) -> EventCatalogue:
 async def list_notification_templates(call: Call[Any, TemplateListQuery]) -> TemplatePage:
     """The platform defaults and the caller's school's own; an event without any uses its built-in text."""
     async with call.read() as session:
-        rows = await templates.list_templates(session=session, actor=call.actor, event=call.query.event)
-        items = [TemplateOut.model_validate(row) for row in rows]
-    for item in items:
-        if item.channel is NotificationChannel.SMS:
-            item.warnings = templates.sms_warnings(item.body)
-    return TemplatePage(items=items)
+        return TemplatePage(
+            items=await templates.list_templates(session=session, actor=call.actor, event=call.query.event)
+        )
 
 
 @api.put(

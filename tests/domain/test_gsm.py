@@ -177,7 +177,7 @@ SMS_TEXTS = [
     pytest.param(spec.name, language.value, body, id=f"builtin-{spec.name}-{language.value}")
     for spec in EVENTS.values()
     if NotificationChannel.SMS in spec.channels
-    for language, body in spec.sms.items()
+    for language, body in spec.body.items()
 ] + [
     pytest.param(event, language, body, id=f"seeded-{event}-{language}")
     for event, (body_en, body_sw) in TEMPLATES.items()

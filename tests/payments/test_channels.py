@@ -39,6 +39,7 @@ from lms_domain.payments.models import (
 from lms_domain.subscriptions.models import RenewalOutcome, Subscription, SubscriptionRenewalAttempt
 from lms_domain.tenancy.models import Learner
 from server.app import create_app
+from server.jobs import context_of, run_job
 from server.keys import callback_tasks_key, gateways_key, sessionmaker_key, settings_key
 from server.settings import DatabaseSettings, HttpSettings, PaymentsSettings, RateLimitSettings, Settings
 from server.simulators.airtel import AirtelSimConfig, add_airtel_routes, airtel_simulator_key
@@ -211,8 +212,6 @@ async def test_an_airtel_collection_settles_only_through_the_enquiry_its_callbac
 
 
 async def test_a_lost_airtel_callback_is_settled_by_the_poller_and_a_failure_is_final(world: World) -> None:
-    from server.poller import poll_once
-
     order = await world.order()
     _, silent = await world.call(
         "POST", f"/orders/{order['id']}/payments", json={"provider": "airtel", "phone": AIRTEL_SILENT}
@@ -223,7 +222,7 @@ async def test_a_lost_airtel_callback_is_settled_by_the_poller_and_a_failure_is_
     )
     await asyncio.sleep(0.1)  # the customer answers after processing_ms
     world.clock.advance(timedelta(minutes=2))  # past poll_after_s
-    summary = await poll_once(world.app)
+    summary = await run_job(context_of(world.app), "payments-poll")
     assert summary["asked"] >= 1 and summary["settled"] >= 1
     assert (await _intent(world, silent["id"])).status is IntentStatus.SUCCEEDED
     failed = await _intent(world, failing["id"])
@@ -234,8 +233,6 @@ async def test_a_lost_airtel_callback_is_settled_by_the_poller_and_a_failure_is_
 
 
 async def test_the_poller_asks_about_a_payment_through_its_own_schools_shortcode(world: World) -> None:
-    from server.poller import poll_once
-
     await world.add_mpesa_account(ProviderAccountKind.STK_PUSH, OWN_STK_SHORTCODE)
     order = await world.order()
     _, intent = await world.call("POST", f"/orders/{order['id']}/payments", json={"phone": STK_SILENT})
@@ -244,7 +241,7 @@ async def test_the_poller_asks_about_a_payment_through_its_own_schools_shortcode
     await asyncio.sleep(0.1)  # the customer has answered; the callback is lost
     world.clock.advance(timedelta(minutes=2))
     # STK Query must go to the shortcode that pushed: Daraja refuses another one's CheckoutRequestID.
-    assert (await poll_once(world.app))["settled"] == 1
+    assert (await run_job(context_of(world.app), "payments-poll"))["settled"] == 1
     assert (await _intent(world, intent["id"])).status is IntentStatus.SUCCEEDED
 
 

@@ -70,17 +70,39 @@ async def test_the_scheduler_has_every_job_once_a_time(database_url: str) -> Non
         scheduler.start(paused=True)  # job defaults apply once it starts
         jobs = {job.id: job for job in scheduler.get_jobs()}
         scheduler.shutdown(wait=False)
-    assert set(jobs) == {"renewals", "dunning", "reconciliation", "cleanup", "notifications", "progress-digest"}
+    assert set(jobs) == set(JOBS)
+    assert str(jobs["payments-poll"].trigger) == "interval[0:00:30]"  # SOMO_PAYMENTS__POLL_INTERVAL_S
+    assert str(jobs["notifications"].trigger) == "interval[0:00:10]"  # SOMO_NOTIFICATIONS__SEND_INTERVAL_S
     assert "minute='5'" in str(jobs["renewals"].trigger) and "hour=" not in str(jobs["renewals"].trigger)
     assert "hour='1,7,13,19', minute='20'" in str(jobs["dunning"].trigger)
-    assert "minute='*/15'" in str(jobs["notifications"].trigger)
     # Every job runs within its period of the scheduler starting, however often it restarts.
-    assert jobs["notifications"].next_run_time - datetime.now(UTC) <= timedelta(minutes=15)
+    assert jobs["notifications"].next_run_time - datetime.now(UTC) <= timedelta(seconds=10)
     assert jobs["renewals"].next_run_time - datetime.now(UTC) <= timedelta(hours=1)
     assert "hour='2', minute='30'" in str(jobs["reconciliation"].trigger)
     assert "hour='3', minute='30'" in str(jobs["cleanup"].trigger)
     assert "day_of_week='sun', hour='17'" in str(jobs["progress-digest"].trigger)
     assert all(job.max_instances == 1 and job.coalesce for job in jobs.values())
+
+
+@pytest.mark.backend_only("sqlite")
+async def test_frequent_jobs_repeat_quietly_and_an_interval_of_0_switches_one_off(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from server.scheduler import running
+    from server.settings import NotificationsSettings, PaymentsSettings
+
+    settings = Settings(
+        database=DatabaseSettings(url=database_url),
+        notifications=NotificationsSettings(send_interval_s=0.05),
+        payments=PaymentsSettings(poll_interval_s=0),
+    )
+    caplog.set_level(logging.DEBUG, logger="somo.jobs")
+    async with job_context(settings) as ctx, running(ctx) as scheduler:
+        assert scheduler.get_job("payments-poll") is None  # switched off
+        await asyncio.sleep(0.4)
+    runs = [r for r in caplog.records if r.getMessage() == "job finished" and r.__dict__["job"] == "notifications"]
+    assert len(runs) >= 3  # every 50 ms
+    assert {r.levelno for r in runs} == {logging.DEBUG}  # nothing to send: not worth an info line
 
 
 @pytest.mark.backend_only("sqlite")
@@ -104,8 +126,8 @@ def test_somo_jobs_list_names_every_job_and_its_schedule(tmp_path: Path) -> None
     assert_ok(result)
     lines = result.stdout.splitlines()
     assert [line.split()[0] for line in lines] == list(JOBS)
-    assert lines[0].split(None, 1) == ["renewals", "hourly at :05"]
-    assert lines[-2].split(None, 1) == ["notifications", "every 15 minutes"]
+    assert lines[2].split(None, 1) == ["renewals", "hourly at :05"]
+    assert lines[1].split(None, 1) == ["notifications", "every SOMO_NOTIFICATIONS__SEND_INTERVAL_S (10 s)"]
 
 
 @pytest.mark.backend_only("sqlite")
@@ -117,8 +139,8 @@ async def test_somo_jobs_run_runs_one_now(database_url: str, tmp_path: Path) -> 
     unknown = await asyncio.to_thread(somo, "jobs", "run", "payroll", database_url=database_url, cwd=tmp_path)
     assert unknown.returncode == 2
     assert unknown.stderr.strip() == (
-        "somo jobs: no job called 'payroll'; there are: renewals, dunning, reconciliation, cleanup, notifications, "
-        "progress-digest"
+        "somo jobs: no job called 'payroll'; there are: payments-poll, notifications, renewals, dunning, "
+        "reconciliation, cleanup, progress-digest"
     )
 
 

@@ -17,7 +17,6 @@ from lms_domain.notifications.models import NotificationLog, NotificationTry
 from lms_domain.notifications.quiet_hours import DEFAULT_QUIET_HOURS
 from lms_domain.subscriptions.models import Subscription, SubscriptionRenewalAttempt, SubscriptionStatus
 from server.jobs import context_of, run_job
-from server.notifier import send_due
 from server.seed import sid
 from tests.ussd.conftest import World, make_world
 
@@ -91,7 +90,7 @@ async def has_access(world: World, learner_id: Any = AMINA) -> bool:
 
 
 async def send(world: World) -> dict[str, int]:
-    return await send_due(world.app)
+    return await job(world, "notifications")
 
 
 async def assert_nothing_sent_in_quiet_hours(world: World) -> None:

@@ -19,7 +19,7 @@ import lms_domain.models  # noqa: F401 - every table mapped
 from lms_domain.changefeed import NodeRole, SyncContext, install_change_capture
 from lms_domain.clock import FixedClock
 from lms_domain.db import create_engine, make_sessionmaker
-from lms_domain.subscriptions.dunning import DEFAULT_SCHEDULE, Contacts, advance, dunning_candidates
+from lms_domain.subscriptions.dunning import DEFAULT_SCHEDULE, advance, dunning_candidates
 from server.settings import CENTRAL_NODE_ID
 
 
@@ -32,7 +32,6 @@ async def main(url: str, at: datetime, start: float, rounds: int, seed: int) -> 
         pass
     await asyncio.sleep(max(0.0, start - time.time()))
     totals: dict[str, int] = {}
-    contacts = Contacts("*384*123#", "20880")
     try:
         async with sessions() as session:
             candidates = list((await session.execute(dunning_candidates(clock.now()))).scalars())
@@ -40,9 +39,7 @@ async def main(url: str, at: datetime, start: float, rounds: int, seed: int) -> 
         for _ in range(rounds):
             for subscription_id in candidates:
                 async with sessions() as session, session.begin():
-                    action = await advance(
-                        session, subscription_id, schedule=DEFAULT_SCHEDULE, contacts=contacts, now=at
-                    )
+                    action = await advance(session, subscription_id, schedule=DEFAULT_SCHEDULE, now=at)
                 totals[action] = totals.get(action, 0) + 1
     finally:
         await engine.dispose()

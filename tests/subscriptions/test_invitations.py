@@ -12,12 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from lms_domain.clock import FixedClock
 from lms_domain.notifications.models import NotificationLog, NotificationStatus
 from lms_domain.notifications.preferences import set_sms_opt_out
-from lms_domain.subscriptions.dunning import Contacts
+from lms_domain.notifications.service import fill_contacts
 from lms_domain.subscriptions.invitations import invite_renewals
 from lms_domain.subscriptions.models import RenewalOutcome, SubscriptionRenewalAttempt
 from tests.factories import make_institution, make_learner, make_subscription
 
-CONTACTS = Contacts("*384*123#", "20880")
+CONTACTS = {"ussd_code": "*384*123#", "shortcode": "20880"}
 
 
 async def test_batches_invite_each_due_subscription_once(
@@ -43,7 +43,7 @@ async def test_batches_invite_each_due_subscription_once(
     await session.commit()
 
     pages: list[int] = []
-    run = await invite_renewals(sessions=sessionmaker, clock=clock, contacts=CONTACTS, batch=2, progress=pages.append)
+    run = await invite_renewals(sessions=sessionmaker, clock=clock, batch=2, progress=pages.append)
     assert (run.due, run.invited, run.queued, run.suppressed) == (8, 8, 7, 1)
     assert pages == [2, 2, 2, 2]
     async with sessionmaker() as fresh:
@@ -53,9 +53,13 @@ async def test_batches_invite_each_due_subscription_once(
     assert {(a.attempt_no, a.dunning_step, a.outcome) for a in attempts} == {(0, 0, RenewalOutcome.INVITED)}
     by_status = sorted(m.status for m in messages)
     assert by_status.count(NotificationStatus.QUEUED) == 7 and by_status.count(NotificationStatus.SUPPRESSED) == 1
-    assert all("KES 300" in m.body and "*384*123#" in m.body and "20880" in m.body for m in messages)
+    # The contact points are the deployment's: the sender fills them.
+    assert all(
+        "KES 300" in m.body and "*384*123#" in (sent := fill_contacts(m.body, CONTACTS)) and "20880" in sent
+        for m in messages
+    )
 
-    again = await invite_renewals(sessions=sessionmaker, clock=clock, contacts=CONTACTS, batch=2)
+    again = await invite_renewals(sessions=sessionmaker, clock=clock, batch=2)
     assert (again.due, again.invited, again.queued) == (0, 0, 0)
 
 
@@ -64,7 +68,8 @@ async def test_a_school_template_with_escaped_braces_is_filled_once(
 ) -> None:
     from lms_domain.access import Actor
     from lms_domain.i18n import Language
-    from lms_domain.notifications.templates import TemplateIn, save_template
+    from lms_domain.notifications.schemas import TemplateIn
+    from lms_domain.notifications.templates import save_template
     from lms_domain.tenancy.models import Role
 
     school = await make_institution(session)
@@ -79,8 +84,8 @@ async def test_a_school_template_with_escaped_braces_is_filled_once(
         now=clock.now(),
     )
     await session.commit()
-    run = await invite_renewals(sessions=sessionmaker, clock=clock, contacts=CONTACTS)
+    run = await invite_renewals(sessions=sessionmaker, clock=clock)
     assert (run.invited, run.queued, run.failed) == (1, 1, 0)
     async with sessionmaker() as fresh:
         [message] = list(await fresh.scalars(sa.select(NotificationLog)))
-    assert message.body == "Wanjiru: lipa KES 300 :-{ ama piga *384*123#"
+    assert fill_contacts(message.body, CONTACTS) == "Wanjiru: lipa KES 300 :-{ ama piga *384*123#"

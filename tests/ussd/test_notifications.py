@@ -9,18 +9,24 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from aiohttp import web
 
 from lms_domain.notifications.models import NotificationLog, NotificationStatus, NotificationTry
 from lms_domain.notifications.ports import SmsRecipientResult, SmsSendResult
 from lms_domain.notifications.service import CLAIM_LEASE, RETRY_BASE, SEND_ATTEMPTS, Senders, deliver, notify_learner
 from lms_domain.subscriptions.models import Subscription
+from server.jobs import context_of, run_job
 from server.keys import phone_channels_key
-from server.notifier import send_due
 from server.seed import sid
 from tests.conftest import T0
 from tests.factories import make_learner
 from tests.ussd.conftest import AMINA, World
 from tests.ussd.test_sms import replies_to, text_in
+
+
+async def send_due(app: web.Application) -> dict[str, int] | None:
+    """The notifications job, as the scheduler runs it."""
+    return await run_job(context_of(app), "notifications")
 
 
 async def _renew_amina(world: World) -> None:

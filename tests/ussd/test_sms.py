@@ -13,8 +13,13 @@ import sqlalchemy as sa
 
 from lms_domain.errors import Conflict
 from lms_domain.messaging.models import InboundSms, InboundStatus, SmsDeliveryReport
-from lms_domain.notifications.models import NotificationLog, NotificationPreference, NotificationStatus
-from lms_domain.notifications.preferences import sms_allowed
+from lms_domain.notifications.models import (
+    NotificationChannel,
+    NotificationLog,
+    NotificationPreference,
+    NotificationStatus,
+)
+from lms_domain.notifications.preferences import channel_allowed
 from lms_domain.payments.models import PaymentIntent
 from lms_domain.payments.ports import GatewayConfigurationError, GatewayUnavailable
 from lms_domain.subscriptions.models import RenewalOutcome, SubscriptionRenewalAttempt
@@ -144,13 +149,19 @@ async def test_stop_opts_every_profile_on_the_phone_out_and_start_opts_back_in(w
     assert stopped == "You will get no more Somo messages. Reply START to receive them again."
     async with world.makers() as session:
         for key in ("baraka", "zawadi"):
-            assert not await sms_allowed(session=session, learner_id=sid("learner", key), event="renewal_invite")
-        assert await sms_allowed(session=session, learner_id=sid("learner", "amina"), event="renewal_invite")
+            assert not await channel_allowed(
+                session=session, learner_id=sid("learner", key), channel=NotificationChannel.SMS, event="renewal_due"
+            )
+        assert await channel_allowed(
+            session=session, learner_id=sid("learner", "amina"), channel=NotificationChannel.SMS, event="renewal_due"
+        )
     await text_in(world, SHARED, "ANZA")
     started = (await replies_to(world, SHARED, 2))[1]
     assert started == "Ujumbe wa Somo umewashwa tena. Jibu SIMAMISHA kusitisha."
     async with world.makers() as session:
-        assert await sms_allowed(session=session, learner_id=sid("learner", "zawadi"), event="renewal_invite")
+        assert await channel_allowed(
+            session=session, learner_id=sid("learner", "zawadi"), channel=NotificationChannel.SMS, event="renewal_due"
+        )
         assert await session.scalar(sa.select(sa.func.count(NotificationPreference.id))) == 2
 
 
