@@ -283,7 +283,6 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> None:
     from yarl import URL
 
     from server.logs import configure_logging
-    from server.notifiers import SIMULATOR_ACS_KEY
     from server.simulators.acs import AcsSimConfig, add_acs_routes
     from server.simulators.africastalking import AtSimConfig, add_at_routes
     from server.simulators.airtel import AirtelSimConfig, add_airtel_routes
@@ -334,12 +333,10 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> None:
             seed=args.seed,
         ),
     )
-    # Azure Communication Services (SMS and email), signed with the development key that a dev-
-    # SOMO_NOTIFICATIONS__ACS_CONNECTION_STRING stands for (server.notifiers).
+    # Azure Communication Services (SMS and email), signed with the development key.
     add_acs_routes(
         app,
         AcsSimConfig(
-            access_key=SIMULATOR_ACS_KEY,
             from_numbers=(notifications.acs_sms_from,),
             sender_addresses=(notifications.sender_email,),
             seed=args.seed,

@@ -63,6 +63,15 @@ class SmsSendError(Exception):
         self.retryable = retryable
 
 
+# Whole-request (or ACS per-recipient) HTTP answers that mean "try again later" although 4xx.
+RETRYABLE_HTTP_STATUSES = frozenset({408, 429})
+
+
+def http_status_is_retryable(status: int | None) -> bool:
+    """Whether a provider's HTTP refusal may succeed later: 5xx, a timeout, throttling."""
+    return status is not None and (status >= 500 or status in RETRYABLE_HTTP_STATUSES)
+
+
 def recipient_status_is_accepted(status_code: int | None) -> bool:
     """Whether AT's per-recipient ``statusCode`` means the message was taken."""
     return status_code in ACCEPTED_STATUS_CODES

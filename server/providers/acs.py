@@ -20,7 +20,7 @@ Quirks handled here (read in azure-communication-sms 1.1.0, -email 1.1.0 and azu
   ``read_timeout``) and ``retry_total`` are set on the client, and every call also runs under an
   ``asyncio.timeout`` so a slow answer cannot hold a job worker;
 * azure-core's default retry policy retries 10 times with exponential back-off up to 120 s and
-  honours ``Retry-After``; here ``retries`` defaults to 0: Somo's jobs retry on their own schedule
+  honours ``Retry-After``; here ``retry_total`` is 0: Somo's jobs retry on their own schedule
   (``retryable``), and one call stays bounded by ``timeout_s``;
 * HTTP 202 says nothing about a recipient: each ``SmsSendResult`` item (``successful``,
   ``http_status_code``, ``error_message``) is read; 429 and 5xx per recipient are retryable;
@@ -43,18 +43,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar, Self
 
 from azure.communication.email.aio import EmailClient
 from azure.communication.sms.aio import SmsClient
 from azure.core.credentials import AzureKeyCredential
-from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError, ServiceResponseError
+from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError
 
-from lms_domain.errors import InvalidInput
 from lms_domain.notifications.gsm import sms_segments
 from lms_domain.notifications.ports import (
     EmailSendError,
@@ -62,20 +62,16 @@ from lms_domain.notifications.ports import (
     SmsRecipientResult,
     SmsSendError,
     SmsSendResult,
+    http_status_is_retryable,
 )
-from lms_domain.phones import normalize_msisdn
-from server.providers.sms import normalise_recipients
+from server.providers.sms import normalise_recipients, recipient_key
 
 log = logging.getLogger("somo.providers.acs")
 
 DEFAULT_TIMEOUT_S = 10.0
-DEFAULT_CONNECT_TIMEOUT_S = 3.05
+CONNECT_TIMEOUT_S = 3.05
 DEFAULT_SETTLE_S = 2.0
 DEFAULT_POLL_INTERVAL_S = 0.5
-# Whole-request answers that mean "try again later" although they are 4xx.
-RETRYABLE_HTTP_STATUSES = frozenset({408, 429})
-# A recipient refused with these (or 5xx) may be taken later; 400 (a bad number) never.
-RETRYABLE_RECIPIENT_STATUSES = frozenset({429})
 
 
 def parse_connection_string(conn_str: str) -> tuple[str, str]:
@@ -113,10 +109,6 @@ def _check_key(access_key: str) -> str:
     return access_key
 
 
-def _http_status_retryable(status: int | None) -> bool:
-    return status is not None and (status >= 500 or status in RETRYABLE_HTTP_STATUSES)
-
-
 def _describe(exc: HttpResponseError) -> str:
     """``HTTP 401 Denied: <message>`` from ACS's ``{"error": {"code", "message"}}``, or the SDK's text."""
     code = getattr(exc.error, "code", None) if exc.error is not None else None
@@ -126,40 +118,62 @@ def _describe(exc: HttpResponseError) -> str:
     return f"HTTP {exc.status_code}: {exc.message}"
 
 
-class AcsSms:
-    """``SmsSender`` over ACS SMS (``POST /sms``), with delivery reports enabled."""
+class _AcsSender:
+    """What the SMS and the email sender share: the resource, a client per call (it owns an
+    aiohttp session, so the adapter has no lifetime to manage; a send is a few per minute at
+    most), no SDK retries (the notifier decides when to try again), and one error mapping."""
 
-    def __init__(
-        self,
-        endpoint: str,
-        access_key: str,
-        from_number: str,
-        *,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
-        retries: int = 0,
-    ) -> None:
+    client_class: ClassVar[Any]
+
+    def __init__(self, endpoint: str, access_key: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.endpoint = normalise_endpoint(endpoint)
         self._access_key = _check_key(access_key)
-        self._from_number = from_number
         self._timeout_s = timeout_s
-        self._connect_timeout_s = connect_timeout_s
-        self._retries = retries
 
     @classmethod
-    def from_connection_string(cls, conn_str: str, from_number: str, **options: Any) -> AcsSms:
+    def from_connection_string(cls, conn_str: str, *args: Any, **options: Any) -> Self:
         """The adapter for an ACS connection string (scheme kept, see the module docstring)."""
         endpoint, access_key = parse_connection_string(conn_str)
-        return cls(endpoint, access_key, from_number, **options)
+        return cls(endpoint, access_key, *args, **options)
 
-    def _client(self) -> SmsClient:
-        return SmsClient(
+    def _client(self) -> Any:
+        return self.client_class(
             self.endpoint,
             AzureKeyCredential(self._access_key),
-            connection_timeout=self._connect_timeout_s,
+            connection_timeout=CONNECT_TIMEOUT_S,
             read_timeout=self._timeout_s,
-            retry_total=self._retries,
+            retry_total=0,
         )
+
+    @contextlib.contextmanager
+    def _answered(self, error: type[SmsSendError | EmailSendError], what: str) -> Iterator[None]:
+        """Turn whatever the SDK raises before an answer into ``error``, retryable or not."""
+        try:
+            yield
+        except HttpResponseError as exc:
+            # Includes ClientAuthenticationError (401) and DecodeError (a 2xx we could not read,
+            # status 202: not retryable, the messages may have gone out).
+            raise error(
+                f"ACS refused the {what}: {_describe(exc)}", retryable=http_status_is_retryable(exc.status_code)
+            ) from exc
+        except ServiceRequestError as exc:
+            raise error(f"ACS unreachable, nothing sent: {exc.message}", retryable=True) from exc
+        except TimeoutError as exc:
+            raise error(f"ACS did not answer within {self._timeout_s} s", retryable=True) from exc
+        except AzureError as exc:  # a broken answer, or anything else the pipeline raises
+            raise error(f"ACS did not answer properly: {exc.message}", retryable=True) from exc
+
+
+class AcsSms(_AcsSender):
+    """``SmsSender`` over ACS SMS (``POST /sms``), with delivery reports enabled."""
+
+    client_class = SmsClient
+
+    def __init__(
+        self, endpoint: str, access_key: str, from_number: str, *, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> None:
+        super().__init__(endpoint, access_key, timeout_s=timeout_s)
+        self._from_number = from_number
 
     async def send(self, message: str, recipients: Sequence[str], *, sender_id: str | None = None) -> SmsSendResult:
         """Send ``message`` to every distinct number; numbers that are not phone numbers are not sent.
@@ -168,12 +182,10 @@ class AcsSms:
         is answered ``InvalidPhoneNumber`` (``status_code`` None: ACS never saw it) without I/O.
         """
         order, numbers, refused = normalise_recipients(recipients)
-        parts = sms_segments(message).parts
         if not numbers:
             return SmsSendResult(tuple(refused[key] for key in order), parts=None, summary="")
-        try:
-            # A client per send: it owns an aiohttp session, so the adapter has no lifetime to
-            # manage; a send is a few per minute at most.
+        parts = sms_segments(message).parts
+        with self._answered(SmsSendError, "SMS request"):
             async with asyncio.timeout(self._timeout_s), self._client() as client:
                 items = await client.send(
                     from_=sender_id or self._from_number,
@@ -181,20 +193,7 @@ class AcsSms:
                     message=message,
                     enable_delivery_report=True,
                 )
-        except HttpResponseError as exc:
-            # Includes ClientAuthenticationError (401) and DecodeError (a 2xx we could not read,
-            # status 202: not retryable, the messages may have gone out).
-            retryable = _http_status_retryable(exc.status_code)
-            raise SmsSendError(f"ACS refused the SMS request: {_describe(exc)}", retryable=retryable) from exc
-        except ServiceRequestError as exc:
-            raise SmsSendError(f"ACS unreachable, nothing sent: {exc.message}", retryable=True) from exc
-        except ServiceResponseError as exc:
-            raise SmsSendError(f"ACS did not answer properly: {exc.message}", retryable=True) from exc
-        except TimeoutError as exc:
-            raise SmsSendError(f"ACS did not answer within {self._timeout_s} s", retryable=True) from exc
-        except AzureError as exc:  # anything else the pipeline raises before an answer
-            raise SmsSendError(f"ACS request failed: {exc.message}", retryable=True) from exc
-        sent = {_key(item.to): _recipient(item) for item in items}
+        sent = {recipient_key(item.to): _recipient(item) for item in items}
         results = {number: sent.get(number) or _missing(number) for number in numbers}
         accepted = sum(result.accepted for result in results.values())
         summary = f"Sent to {accepted}/{len(numbers)}"
@@ -209,27 +208,18 @@ class AcsSms:
         return SmsSendResult(tuple(by_key[key] for key in order), parts=parts, summary=summary)
 
 
-def _key(number: str) -> str:
-    try:
-        return normalize_msisdn(number)
-    except InvalidInput:
-        return number.strip()
-
-
 def _recipient(item: Any) -> SmsRecipientResult:
     """One ``azure.communication.sms.SmsSendResult`` as the port's result."""
     status_code = item.http_status_code if isinstance(item.http_status_code, int) else None
     successful = bool(item.successful)
     return SmsRecipientResult(
-        number=_key(item.to),
+        number=recipient_key(item.to),
         accepted=successful,
         status="Success" if successful else str(item.error_message or f"HTTP {status_code}"),
         status_code=status_code,
         message_id=(item.message_id or None) if successful else None,
         cost_minor=None,  # ACS bills by the month and part; the answer carries no price
-        retryable=not successful
-        and status_code is not None
-        and (status_code >= 500 or status_code in RETRYABLE_RECIPIENT_STATUSES),
+        retryable=not successful and http_status_is_retryable(status_code),  # never a 400 (a bad number)
     )
 
 
@@ -246,8 +236,10 @@ def _missing(number: str) -> SmsRecipientResult:
     )
 
 
-class AcsEmail:
+class AcsEmail(_AcsSender):
     """``EmailSender`` over ACS Email (``POST /emails:send``, then the operation's status)."""
+
+    client_class = EmailClient
 
     def __init__(
         self,
@@ -256,34 +248,13 @@ class AcsEmail:
         sender_address: str,
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
-        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
         settle_s: float = DEFAULT_SETTLE_S,
         poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
-        retries: int = 0,
     ) -> None:
-        self.endpoint = normalise_endpoint(endpoint)
-        self._access_key = _check_key(access_key)
+        super().__init__(endpoint, access_key, timeout_s=timeout_s)
         self._sender_address = sender_address
-        self._timeout_s = timeout_s
-        self._connect_timeout_s = connect_timeout_s
         self._settle_s = settle_s
         self._poll_interval_s = poll_interval_s
-        self._retries = retries
-
-    @classmethod
-    def from_connection_string(cls, conn_str: str, sender_address: str, **options: Any) -> AcsEmail:
-        """The adapter for an ACS connection string (scheme kept, see the module docstring)."""
-        endpoint, access_key = parse_connection_string(conn_str)
-        return cls(endpoint, access_key, sender_address, **options)
-
-    def _client(self) -> EmailClient:
-        return EmailClient(
-            self.endpoint,
-            AzureKeyCredential(self._access_key),
-            connection_timeout=self._connect_timeout_s,
-            read_timeout=self._timeout_s,
-            retry_total=self._retries,
-        )
 
     async def send(self, *, to: Sequence[str], subject: str, text: str, html: str | None = None) -> EmailSendResult:
         """Queue the email; ``status`` is ``Succeeded`` if ACS finished within ``settle_s``, else ``Running``."""
@@ -302,23 +273,11 @@ class AcsEmail:
         }
         operation_id = str(uuid.uuid4())
         async with self._client() as client:
-            try:
+            with self._answered(EmailSendError, "email"):
                 async with asyncio.timeout(self._timeout_s):
                     poller = await client.begin_send(
                         message, operation_id=operation_id, polling_interval=self._poll_interval_s
                     )
-            except HttpResponseError as exc:
-                raise EmailSendError(
-                    f"ACS refused the email: {_describe(exc)}", retryable=_http_status_retryable(exc.status_code)
-                ) from exc
-            except ServiceRequestError as exc:
-                raise EmailSendError(f"ACS unreachable, nothing sent: {exc.message}", retryable=True) from exc
-            except ServiceResponseError as exc:
-                raise EmailSendError(f"ACS did not answer properly: {exc.message}", retryable=True) from exc
-            except TimeoutError as exc:
-                raise EmailSendError(f"ACS did not answer within {self._timeout_s} s", retryable=True) from exc
-            except AzureError as exc:
-                raise EmailSendError(f"ACS request failed: {exc.message}", retryable=True) from exc
             # ACS has the email (202): from here on nothing may ask for a retry.
             return await self._settle(poller, operation_id)
 

@@ -35,6 +35,7 @@ from lms_domain.notifications.ports import (
     SmsRecipientResult,
     SmsSendError,
     SmsSendResult,
+    http_status_is_retryable,
     recipient_status_is_accepted,
     recipient_status_is_retryable,
 )
@@ -48,8 +49,6 @@ log = logging.getLogger("somo.providers.sms")
 # (connect, read) seconds: the SDK's own default. A read timeout may mean the messages went out.
 DEFAULT_TIMEOUT_S: tuple[float, float] = (3.05, 9.05)
 API_VERSION_PATH = "/version1"
-# Answers that mean "try again later" although they are 4xx.
-RETRYABLE_HTTP_STATUSES = frozenset({408, 429})
 _PARTS = re.compile(r"Message parts:\s*(\d+)")
 _COST = re.compile(r"^\s*([A-Z]{3})\s+(\d+(?:\.\d+)?)\s*$")
 
@@ -202,8 +201,7 @@ def _payload(answer: Any, username: str) -> Any:
     detail = f"Africa's Talking answered HTTP {status}: {body.strip()[:200]}"
     if status == 401:
         raise SmsSendError(f"{detail} (check the API key of username {username!r})", retryable=False)
-    retryable = status >= 500 or status in RETRYABLE_HTTP_STATUSES
-    raise SmsSendError(detail, retryable=retryable)
+    raise SmsSendError(detail, retryable=http_status_is_retryable(status))
 
 
 def _json(body: str) -> Any:
@@ -239,7 +237,7 @@ def parse_send_answer(payload: Any, numbers: Sequence[str]) -> SmsSendResult:
     echoed: dict[str, dict[str, Any]] = {}
     for entry in entries:
         if isinstance(entry, dict) and isinstance(entry.get("number"), str):
-            echoed.setdefault(_echoed_key(entry["number"]), entry)
+            echoed.setdefault(recipient_key(entry["number"]), entry)
     results = []
     for number in numbers:
         entry = echoed.get(number)
@@ -247,7 +245,8 @@ def parse_send_answer(payload: Any, numbers: Sequence[str]) -> SmsSendResult:
     return SmsSendResult(tuple(results), parts=int(parts_match.group(1)) if parts_match else None, summary=summary)
 
 
-def _echoed_key(number: str) -> str:
+def recipient_key(number: str) -> str:
+    """How a provider's echo of a number is matched to what was sent: E.164, else as written."""
     try:
         return normalize_msisdn(number)
     except InvalidInput:
@@ -258,7 +257,7 @@ def _recipient(entry: Mapping[str, Any]) -> SmsRecipientResult:
     status_code = _int(entry.get("statusCode"))
     message_id = entry.get("messageId")
     return SmsRecipientResult(
-        number=_echoed_key(str(entry["number"])),
+        number=recipient_key(str(entry["number"])),
         accepted=recipient_status_is_accepted(status_code),
         status=str(entry.get("status") or ""),
         status_code=status_code,

@@ -88,12 +88,13 @@ from typing import Any
 
 from aiohttp import web
 
+from server.notifiers import SIMULATOR_ACS_KEY
+
 SMS_PATH = "/sms"
 EMAIL_SEND_PATH = "/emails:send"
 EMAIL_OPERATION_PATH = "/emails/operations/{operation_id}"
 SIGNED_HEADERS_REQUIRED = ("x-ms-date", "host", "x-ms-content-sha256")
 # Any base64 value works as an access key; this one only has to look like ACS's (64 bytes).
-DEFAULT_ACCESS_KEY = base64.b64encode(b"somo-acs-simulator-access-key-".ljust(64, b"!")).decode()
 DEFAULT_SKEW_S = 15 * 60
 _E164 = re.compile(r"^\+[1-9]\d{7,14}$")
 _ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -115,14 +116,15 @@ SMS_SUCCESS = SmsOutcome()
 SMS_INVALID_NUMBER = SmsOutcome(400, "Invalid To phone number format.")
 SMS_THROTTLED = SmsOutcome(429, "Too many messages to this number; try again later.")
 SMS_SERVER_ERROR = SmsOutcome(500, "Internal server error while sending to this number.")
+# Not a recipient's answer: the whole request fails with HTTP 503, every recipient recorded so.
+SMS_UNAVAILABLE = SmsOutcome(503, "ServiceUnavailable")
 DIGIT_OUTCOMES: dict[str, SmsOutcome] = {
     **dict.fromkeys("012345", SMS_SUCCESS),
     "6": SMS_INVALID_NUMBER,
     "7": SMS_THROTTLED,
     "8": SMS_SERVER_ERROR,
+    "9": SMS_UNAVAILABLE,
 }
-# The digit whose recipient fails the whole request with HTTP 503.
-UNAVAILABLE_DIGIT = "9"
 
 
 def _system_clock() -> datetime:
@@ -133,7 +135,9 @@ def _system_clock() -> datetime:
 class AcsSimConfig:
     """Everything a simulator instance needs; all state lives on the ``AcsSimulator``."""
 
-    access_key: str = DEFAULT_ACCESS_KEY  # base64, as in the resource's connection string
+    # Base64, as in the resource's connection string; by default the development key a ``dev-``
+    # SOMO_NOTIFICATIONS__ACS_CONNECTION_STRING stands for.
+    access_key: str = SIMULATOR_ACS_KEY
     seed: int = 0
     clock: Callable[[], datetime] = _system_clock
     max_clock_skew_s: float = DEFAULT_SKEW_S
@@ -317,13 +321,13 @@ class AcsSimulator:
         guid = uuid.UUID(int=self._ids.getrandbits(128), version=4)
         return f"Outgoing_{now:%Y%m%d%H%M%S}{guid}_noam"
 
-    def _sms_outcome(self, number: str) -> SmsOutcome | None:
-        """The scripted answer for ``number``; None means "fail the whole request"."""
+    def _sms_outcome(self, number: str) -> SmsOutcome:
+        """The scripted answer for ``number`` (``SMS_UNAVAILABLE`` fails the whole request)."""
         if number in self.config.number_outcomes:
             return self.config.number_outcomes[number]
         if not _E164.match(number):
             return SMS_INVALID_NUMBER
-        return DIGIT_OUTCOMES.get(number[-1])
+        return DIGIT_OUTCOMES[number[-1]]
 
     def send_sms(self, body: Any) -> dict[str, Any]:
         """Handle one SMS request: 202 with one item per recipient, or raise ``AcsError``."""
@@ -334,30 +338,12 @@ class AcsSimulator:
         now = self.config.clock()
         delivery_report = bool(options.get("enableDeliveryReport", False))
         tag = options.get("tag") if isinstance(options.get("tag"), str) else None
-        if any(outcome is None for outcome in outcomes):
-            for recipient in recipients:
-                self.sms.append(
-                    SmsRecord(
-                        to=recipient["to"],
-                        sender=sender,
-                        message=message,
-                        message_id=None,
-                        http_status_code=503,
-                        successful=False,
-                        error_message="ServiceUnavailable",
-                        repeatability_request_id=recipient.get("repeatabilityRequestId"),
-                        repeatability_result=None,
-                        enable_delivery_report=delivery_report,
-                        tag=tag,
-                        sent_at=now,
-                    )
-                )
-            raise AcsError(503, "ServiceUnavailable", "The service is temporarily unavailable.", retry_after_s=1)
+        unavailable = SMS_UNAVAILABLE in outcomes
         items = []
-        for recipient, outcome in zip(recipients, outcomes, strict=True):
-            assert outcome is not None
+        for recipient, scripted in zip(recipients, outcomes, strict=True):
+            outcome = SMS_UNAVAILABLE if unavailable else scripted
             request_id = recipient.get("repeatabilityRequestId")
-            if request_id is not None and request_id in self._repeatability:
+            if not unavailable and request_id is not None and request_id in self._repeatability:
                 items.append(self._repeatability[request_id] | {"repeatabilityResult": "rejected"})
                 continue
             message_id = self._message_id(now) if outcome.successful else None
@@ -365,11 +351,11 @@ class AcsSimulator:
                 "to": recipient["to"],
                 "messageId": message_id,
                 "httpStatusCode": outcome.http_status_code,
-                "repeatabilityResult": "accepted" if request_id is not None else None,
+                "repeatabilityResult": "accepted" if request_id is not None and not unavailable else None,
                 "successful": outcome.successful,
                 "errorMessage": outcome.error_message,
             }
-            if request_id is not None:
+            if request_id is not None and not unavailable:
                 self._repeatability[request_id] = item
             items.append(item)
             self.sms.append(
@@ -388,6 +374,8 @@ class AcsSimulator:
                     sent_at=now,
                 )
             )
+        if unavailable:
+            raise AcsError(503, "ServiceUnavailable", "The service is temporarily unavailable.", retry_after_s=1)
         return {"value": items}
 
     # ---- email ----

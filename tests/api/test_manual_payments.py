@@ -95,10 +95,13 @@ async def test_a_manual_payment_renews_a_past_due_subscription(world: World) -> 
     assert ledger["revenue"] + ledger["vat_payable"] == -PRICE
     assert (await balances(world, world.b))["cash"] == 0
     async with world.makers() as session:
-        thanks = await session.scalars(
-            sa.select(NotificationLog.body).where(NotificationLog.event == "payment_received")
+        thanks = list(
+            await session.scalars(sa.select(NotificationLog).where(NotificationLog.event == "payment_received"))
         )
-        assert [b for b in thanks if "KES 300" in b] != []
+    # One thank-you, to this learner, naming the slip (what they know the payment by).
+    assert [(t.learner_id, "KES 300" in t.body, "RB-0042" in t.body) for t in thanks] == [
+        (world.a.learner.id, True, True)
+    ]
 
 
 async def test_the_idempotency_key_replays_the_first_answer(world: World) -> None:

@@ -12,14 +12,13 @@ import asyncio
 import base64
 import contextlib
 import logging
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestServer, unused_port
 from azure.communication.email.aio import EmailClient
 from azure.communication.sms.aio import SmsClient
 from azure.core.credentials import AzureKeyCredential
@@ -84,13 +83,6 @@ def make_env(aiohttp_server: AiohttpServer) -> MakeEnv:
         return Env(await aiohttp_server(create_acs_app(AcsSimConfig(**config))))
 
     return make
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.asynccontextmanager
@@ -276,7 +268,7 @@ async def test_a_refused_request_is_a_send_error_that_is_not_retryable(make_env:
 
 
 async def test_a_server_that_is_down_is_a_retryable_send_error() -> None:
-    sms = AcsSms(f"http://127.0.0.1:{closed_port()}/", ACCESS_KEY, FROM)
+    sms = AcsSms(f"http://127.0.0.1:{unused_port()}/", ACCESS_KEY, FROM)
     with pytest.raises(SmsSendError, match="unreachable") as caught:
         await sms.send("Karibu", [SAFARICOM])
     assert caught.value.retryable is True
@@ -367,7 +359,7 @@ async def test_an_email_without_recipients_is_refused_without_a_request(make_env
 
 
 async def test_an_email_server_that_is_down_is_a_retryable_send_error() -> None:
-    email = AcsEmail(f"http://127.0.0.1:{closed_port()}", ACCESS_KEY, SENDER)
+    email = AcsEmail(f"http://127.0.0.1:{unused_port()}", ACCESS_KEY, SENDER)
     with pytest.raises(EmailSendError, match="unreachable") as caught:
         await email.send(to=["achieng@example.com"], subject="Karibu", text="Karibu")
     assert caught.value.retryable is True

@@ -25,18 +25,21 @@ AMINA = sid("learner", "amina")
 COURSE = sid("course", "form2-maths")
 
 
-@pytest.fixture
-async def world(database_url: str, aiohttp_server: AiohttpServer, aiohttp_client: AiohttpClient) -> World:
-    """The demo world with Amina's subscription the only one the jobs act on (Zawadi's, past due
-    in the demo data, is set aside so each job's summary counts Amina alone)."""
-    found = await make_world(database_url, aiohttp_server, aiohttp_client)
-    async with found.makers() as session, session.begin():
+async def set_aside_zawadi(world: World) -> World:
+    """Zawadi's subscription, past due in the demo data, cancelled: each job's summary then
+    counts Amina alone."""
+    async with world.makers() as session, session.begin():
         await session.execute(
             sa.update(Subscription)
             .where(Subscription.id == sid("subscription", "zawadi"))
             .values(status=SubscriptionStatus.CANCELLED)
         )
-    return found
+    return world
+
+
+@pytest.fixture
+async def world(database_url: str, aiohttp_server: AiohttpServer, aiohttp_client: AiohttpClient) -> World:
+    return await set_aside_zawadi(await make_world(database_url, aiohttp_server, aiohttp_client))
 
 
 async def job(world: World, name: str) -> dict[str, Any]:

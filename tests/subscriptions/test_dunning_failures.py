@@ -24,23 +24,12 @@ from tests.subscriptions.conftest import (
     job,
     messages,
     send,
+    set_aside_zawadi,
     subscription,
     travel,
 )
 from tests.ussd.conftest import AMINA, World, make_world
 from tests.ussd.test_sms import replies_to, settle, text_in
-
-
-async def _set_aside_zawadi(world: World) -> World:
-    from lms_domain.subscriptions.models import Subscription
-
-    async with world.makers() as session, session.begin():
-        await session.execute(
-            sa.update(Subscription)
-            .where(Subscription.id == sid("subscription", "zawadi"))
-            .values(status=SubscriptionStatus.CANCELLED)
-        )
-    return world
 
 
 @pytest.fixture
@@ -50,7 +39,7 @@ async def misconfigured(database_url: str, aiohttp_server: AiohttpServer, aiohtt
     world = await make_world(
         database_url, aiohttp_server, aiohttp_client, msisdn_outcomes={"254700000001": Outcome(2028)}
     )
-    return await _set_aside_zawadi(world)
+    return await set_aside_zawadi(world)
 
 
 async def test_a_configuration_error_pages_the_admins_and_holds_the_learners_attempts(misconfigured: World) -> None:
@@ -136,7 +125,7 @@ def test_time_held_counts_from_each_configuration_failure_to_the_next_try() -> N
 @pytest.fixture
 async def acs_world(database_url: str, aiohttp_server: AiohttpServer, aiohttp_client: AiohttpClient) -> World:
     world = await make_world(database_url, aiohttp_server, aiohttp_client, notifications={"sms_provider": "acs"})
-    return await _set_aside_zawadi(world)
+    return await set_aside_zawadi(world)
 
 
 async def test_notifications_can_go_by_azure_communication_services_sms(acs_world: World) -> None:
@@ -155,7 +144,7 @@ async def provider_down(database_url: str, aiohttp_server: AiohttpServer, aiohtt
     world = await make_world(
         database_url, aiohttp_server, aiohttp_client, notifications={"at_base_url": "http://127.0.0.1:9"}
     )
-    return await _set_aside_zawadi(world)
+    return await set_aside_zawadi(world)
 
 
 async def test_a_provider_that_is_down_leaves_the_message_queued_for_retry(provider_down: World) -> None:
@@ -185,7 +174,7 @@ async def silent_prompt(database_url: str, aiohttp_server: AiohttpServer, aiohtt
     world = await make_world(
         database_url, aiohttp_server, aiohttp_client, msisdn_outcomes={"254700000001": Outcome(0, callback=False)}
     )
-    return await _set_aside_zawadi(world)
+    return await set_aside_zawadi(world)
 
 
 async def test_cash_is_refused_while_the_learners_own_prompt_is_open(silent_prompt: World) -> None:

@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from lms_domain.clock import FixedClock
 from server.app import create_app
 from server.keys import callback_tasks_key, phone_channels_key, sessionmaker_key
-from server.notifiers import SIMULATOR_ACS_KEY
 from server.seed import QUIZ_QUESTIONS, seed_demo
 from server.settings import (
     DatabaseSettings,
@@ -135,7 +134,7 @@ async def make_world(
             delivery_failures={UNDELIVERABLE: "UserIsInactive"},
         ),
     )
-    add_acs_routes(sim_app, AcsSimConfig(access_key=SIMULATOR_ACS_KEY))
+    add_acs_routes(sim_app, AcsSimConfig())
     sim = await aiohttp_server(sim_app)
     settings = Settings(
         database=DatabaseSettings(url=database_url),
