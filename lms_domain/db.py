@@ -138,8 +138,20 @@ def backend_of(url: str) -> str:
     return make_url(url).get_backend_name()
 
 
-def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
-    """An async engine with the per-connection set-up each backend needs."""
+def create_engine(
+    url: str,
+    *,
+    echo: bool = False,
+    pool_size: int = 10,
+    foreign_keys: bool = True,
+    writer_lock: asyncio.Lock | None = None,
+) -> AsyncEngine:
+    """An async engine with the per-connection set-up each backend needs.
+
+    SQLite only: ``foreign_keys=False`` is for an edge applying the central feed, whose rows
+    arrive coalesced (a parent edited after its child comes after it) and were checked
+    centrally; ``writer_lock`` lets that engine queue with the learners' engine on one lock.
+    """
     parsed = make_url(url)
     if parsed.drivername not in SUPPORTED_DRIVERS:
         raise ValueError(f"unsupported database driver {parsed.drivername!r}; use one of {SUPPORTED_DRIVERS}")
@@ -156,14 +168,14 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
             max_overflow=2,
             pool_reset_on_return=None,
         )
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, foreign_keys=foreign_keys, writer_lock=writer_lock or asyncio.Lock())
         return engine
     # No pre-ping (a round trip on every checkout); connections are recycled instead, and a
     # dead one fails that one unit of work, which the caller may retry.
     return create_async_engine(parsed, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, foreign_keys: bool, writer_lock: asyncio.Lock) -> None:
     # SQLite ignores foreign keys unless told per connection. WAL lets learners keep
     # reading while a sync batch writes. Taking over BEGIN (the SQLAlchemy "serializable
     # isolation / savepoints" recipe) makes SAVEPOINT and rollback behave on aiosqlite.
@@ -175,7 +187,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
@@ -185,7 +197,6 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     # the next one the moment the lock is free, instead of in SQLite's busy handler, which
     # sleeps up to 100 ms between retries (the cause of multi-second p99s under load). The
     # busy handler still arbitrates between processes.
-    writer_lock = asyncio.Lock()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:

@@ -1,7 +1,7 @@
 """Every model, imported once so ``Base.metadata`` is complete (alembic, create_all)."""
 
 from lms_domain.assessments.models import Answer, Attempt, Certificate, Question, QuestionChoice, Quiz
-from lms_domain.changefeed.models import OutboxEntry, SyncCounter
+from lms_domain.changefeed.models import OutboxEntry, SyncConflict, SyncCounter, SyncRejection, SyncState
 from lms_domain.commerce.models import Coupon, Invoice, LineItem, Order, Price, Product, Receipt, Refund
 from lms_domain.courses.models import (
     Asset,
@@ -86,7 +86,10 @@ __all__ = [
     "SubscriptionItem",
     "SubscriptionRenewalAttempt",
     "SubscriptionUsage",
+    "SyncConflict",
     "SyncCounter",
+    "SyncRejection",
+    "SyncState",
     "Tag",
     "User",
     "UssdSessionEvent",

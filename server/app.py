@@ -12,9 +12,17 @@ from server.api.docs import add_docs_routes
 from server.api.openapi import build_openapi
 from server.api.registry import register
 from server.auth.verified import VerifiedTokens
-from server.contexts import database_ctx, gateways_ctx, kv_ctx, notifiers_ctx, phone_channels_ctx
+from server.contexts import (
+    central_sync_ctx,
+    database_ctx,
+    gateways_ctx,
+    kv_ctx,
+    notifiers_ctx,
+    phone_channels_ctx,
+)
 from server.keys import (
     buckets_key,
+    central_sync_key,
     certificate_renderer_key,
     clock_key,
     hasher_key,
@@ -28,6 +36,7 @@ from server.pdf.certificate import FpdfCertificateRenderer
 from server.ratelimit import rate_limit_middleware
 from server.scheduler import scheduler_ctx
 from server.settings import Settings
+from sync.http import sync_routes
 from ussd.http import phone_routes
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
@@ -72,6 +81,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, hasher: Hasher
     app[hasher_key] = hasher or DEFAULT_HASHER
     app[verified_tokens_key] = VerifiedTokens()
     app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(central_sync_ctx)
     app.cleanup_ctx.append(kv_ctx)
     app.cleanup_ctx.append(gateways_ctx)
     app.cleanup_ctx.append(phone_channels_ctx)
@@ -82,6 +92,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, hasher: Hasher
     app.add_routes(health.routes)
     app.add_routes(callbacks.routes)
     app.add_routes(phone_routes(lambda request: request.app[phone_channels_key]))
+    app.add_routes(sync_routes(lambda request: request.app[central_sync_key]))
     apis = all_apis()
     register(app, apis, prefix=PREFIX)
     # A relative server URL: the docs page then calls whichever host served it (a school's

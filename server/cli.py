@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     register.add_argument("--shortcode", help="only this paybill")
 
+    # Listed for --help only: the somo script hands `edge` to edge_node.cli, which builds on this
+    # package (server must not import the edge).
+    sub.add_parser("edge", help="a school's edge node: init, run, sync, status (somo edge --help)")
     seed = sub.add_parser("seed", help="load the demo data (idempotent)")
     seed.add_argument("--clear", action="store_true", help="remove the demo data first")
 
@@ -449,6 +452,10 @@ def cmd_jobs(args: argparse.Namespace, settings: Settings) -> None:
         print(f"{args.name}: {json.dumps(results[0], default=str)}")
 
 
+def cmd_edge(args: argparse.Namespace, settings: Settings) -> None:
+    raise CliError("run it through the somo script: somo edge --help", EXIT_USAGE)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "serve": cmd_serve,
     "migrate": cmd_migrate,
@@ -460,6 +467,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "ussd": cmd_ussd,
     "worker": cmd_worker,
     "jobs": cmd_jobs,
+    "edge": cmd_edge,
 }
 
 

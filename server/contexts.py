@@ -9,12 +9,15 @@ import aiohttp
 import sqlalchemy as sa
 from aiohttp import web
 
-from lms_domain.changefeed import NodeRole, SyncContext, install_change_capture
+from lms_domain.access import Actor
+from lms_domain.changefeed import SyncContext, install_change_capture
 from lms_domain.changefeed.models import OutboxEntry
 from lms_domain.db import create_engine, make_sessionmaker
+from server.auth.tokens import decode_access_token
 from server.joblock import JobLocks
 from server.keys import (
     buckets_key,
+    central_sync_key,
     clock_key,
     engine_key,
     gateways_key,
@@ -31,6 +34,7 @@ from server.keys import (
 from server.kv import KeyValueStore, MemoryStore, RedisStore
 from server.providers.gateways import ProviderGateways
 from server.ratelimit import Buckets, MemoryBuckets, RedisBuckets
+from sync.http import CentralSync
 from ussd.background import Background
 from ussd.engine import UssdService
 from ussd.http import PhoneChannels
@@ -45,7 +49,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     settings.database.ensure_sqlite_dir()
     engine = create_engine(settings.database.url, echo=settings.database.echo, pool_size=settings.database.pool_size)
     install_change_capture()
-    sync_context = SyncContext(node_id=settings.sync.node_id, role=NodeRole.CENTRAL, clock=app[clock_key])
+    sync_context = SyncContext(node_id=settings.sync.node_id, role=settings.sync.role, clock=app[clock_key])
     try:
         # Seed the HLC from what is stored, so a restart with a clock set back never
         # issues versions older than ones already handed out.
@@ -133,4 +137,27 @@ async def notifiers_ctx(app: web.Application) -> AsyncIterator[None]:
     phone = app.get(phone_channels_key)
     app[senders_key] = build_senders(app[settings_key], at_sms=phone.sender if phone is not None else None)
     app[job_locks_key] = JobLocks(app[engine_key], store.client if isinstance(store, RedisStore) else None)
+    yield
+
+
+async def central_sync_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The sync endpoints' dependencies, from the database context's sessions."""
+    settings = app[settings_key]
+    secret = settings.security.secret_key.get_secret_value()
+    clock = app[clock_key]
+
+    def learner_of(token: str) -> Actor:
+        return decode_access_token(token, secret=secret, now=clock.now())[0]
+
+    app[central_sync_key] = CentralSync(
+        sessionmaker=app[sessionmaker_key],
+        read_sessionmaker=app[read_sessionmaker_key],
+        context=app[sync_context_key],
+        clock=clock,
+        secret=secret,
+        learner_of=learner_of,
+        asset_dir=settings.sync.asset_dir,
+        batch_rows=settings.sync.batch_rows,
+        batch_bytes=settings.sync.batch_bytes,
+    )
     yield

@@ -19,6 +19,7 @@ from server.kv import KeyValueStore
 from server.providers.gateways import ProviderGateways
 from server.ratelimit import Buckets
 from server.settings import Settings
+from sync.http import CentralSync
 from ussd.http import PhoneChannels
 
 settings_key = web.AppKey("settings", Settings)
@@ -44,3 +45,5 @@ request_id_key = web.RequestKey("request_id", str)
 # The notifier (SMS and email senders) and the scheduled jobs' cross-process locks.
 senders_key = web.AppKey("senders", Senders)
 job_locks_key = web.AppKey("job_locks", JobLocks)
+# The sync endpoints' dependencies (sessions, clock, secret, the asset store).
+central_sync_key = web.AppKey("central_sync", CentralSync)

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from lms_domain.changefeed import NodeRole
 from lms_domain.db import SUPPORTED_DRIVERS
 
 PLACEHOLDER_PREFIX = "dev-"  # every development default secret starts with this
@@ -163,8 +164,25 @@ class UssdSettings(BaseModel):
 
 class SyncSettings(BaseModel):
     node_id: uuid.UUID = CENTRAL_NODE_ID
-    batch_rows: int = Field(default=500, ge=1, le=10_000)
-    batch_bytes: int = Field(default=512 * 1024, ge=1024)
+    role: NodeRole = NodeRole.CENTRAL
+    # Rows and uncompressed bytes per pull answer (gzip makes the bytes about a tenth).
+    batch_rows: int = Field(default=2000, ge=1, le=10_000)
+    batch_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Where lesson files live (assets' file_path is relative to it); edges fetch them by checksum.
+    asset_dir: Path = Path("var/assets")
+
+
+class EdgeSettings(BaseModel):
+    """``somo edge ...``: a school's node. Its identity and cursor live in its own database."""
+
+    data_dir: Path = Path("var/edge")
+    host: str = "0.0.0.0"  # noqa: S104 - the school LAN is the point
+    port: int = Field(default=8081, ge=1, le=65535)
+    # Background sync: every interval, and at once when the link returns; failures back off
+    # exponentially up to the ceiling.
+    sync_interval_s: float = Field(default=60.0, ge=0)
+    backoff_max_s: float = Field(default=900.0, ge=1)
+    request_timeout_s: float = Field(default=60.0, gt=0)
 
 
 class NotificationsSettings(BaseModel):
@@ -227,6 +245,7 @@ class Settings(BaseSettings):
     payments: PaymentsSettings = PaymentsSettings()
     ussd: UssdSettings = UssdSettings()
     sync: SyncSettings = SyncSettings()
+    edge: EdgeSettings = EdgeSettings()
     notifications: NotificationsSettings = NotificationsSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
 

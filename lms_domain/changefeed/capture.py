@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, attributes
 
 from lms_domain.changefeed.hlc import HybridLogicalClock
@@ -82,10 +83,11 @@ def _before_flush(session: Session, _flush_context: Any, _instances: Any) -> Non
         raise RuntimeError("synced rows changed in a session without a SyncContext")
 
     now = context.clock.now()
-    by_scope: dict[str, list[tuple[SyncMixin, ChangeOp]]] = defaultdict(list)
+    by_scope: dict[str, list[tuple[SyncMixin, ChangeOp, int]]] = defaultdict(list)
     for row, op in changed:
         if row.id is None:  # type: ignore[attr-defined]
             row.id = new_id()  # type: ignore[attr-defined]
+        base_hlc = _committed_hlc(row)
         row.hlc = context.hlc.tick()
         row.origin_node_id = context.node_id
         if cast("datetime | None", row.created_at) is None:
@@ -94,12 +96,12 @@ def _before_flush(session: Session, _flush_context: Any, _instances: Any) -> Non
         # Force the column into the UPDATE even when the clock has not moved; otherwise
         # the column's onupdate default would stamp the wall clock instead of ours.
         attributes.flag_modified(row, "updated_at")
-        by_scope[scope_of(row)].append((row, op))
+        by_scope[scope_of(row)].append((row, op, base_hlc))
 
     for scope in sorted(by_scope):  # a fixed lock order, so two writers cannot deadlock
         rows = by_scope[scope]
         last = _take_sequence(session, scope, len(rows))
-        for offset, (row, op) in enumerate(rows):
+        for offset, (row, op, base_hlc) in enumerate(rows):
             seq = last - len(rows) + 1 + offset
             if context.role is NodeRole.CENTRAL:
                 row.change_seq = seq
@@ -111,17 +113,24 @@ def _before_flush(session: Session, _flush_context: Any, _instances: Any) -> Non
                     row_id=row.id,  # type: ignore[attr-defined]
                     op=op,
                     hlc=row.hlc,
+                    base_hlc=base_hlc,
                     origin_node_id=context.node_id,
                     created_at=now,
                 )
             )
 
 
-def _take_sequence(session: Session, scope: str, count: int) -> int:
-    """Reserve ``count`` numbers in ``scope``; the row lock lasts until commit."""
-    dialect = session.get_bind().dialect.name
+def _committed_hlc(row: SyncMixin) -> int:
+    """The version the row had when this unit of work loaded it (0 for a new row)."""
+    history = attributes.get_history(row, "hlc")
+    if history.deleted:
+        return int(history.deleted[0] or 0)
+    return int(history.unchanged[0] or 0) if history.unchanged else 0
+
+
+def _sequence_statement(dialect: str, scope: str, count: int) -> Any:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = (
+    return (
         insert(SyncCounter)
         .values(scope=scope, value=count)
         .on_conflict_do_update(
@@ -130,8 +139,19 @@ def _take_sequence(session: Session, scope: str, count: int) -> int:
         )
         .returning(SyncCounter.value)
     )
+
+
+def _take_sequence(session: Session, scope: str, count: int) -> int:
+    """Reserve ``count`` numbers in ``scope``; the row lock lasts until commit."""
+    stmt = _sequence_statement(session.get_bind().dialect.name, scope, count)
     # Core execution on the flush connection: the ORM statement path costs more than the SQL.
     return int(session.connection().execute(stmt).scalar_one())
+
+
+async def take_sequence(session: AsyncSession, scope: str, count: int) -> int:
+    """The same reservation for writers that bypass the ORM flush (a sync batch's merge)."""
+    stmt = _sequence_statement(session.get_bind().dialect.name, scope, count)
+    return int((await session.execute(stmt)).scalar_one())
 
 
 def install_change_capture() -> None:

@@ -33,8 +33,16 @@ class EdgeNode(Base, IdMixin, TimestampMixin, TenantMixin):
     enrollment_code_hash: Mapped[str | None] = mapped_column(sa.String(255), default=None)
     public_key: Mapped[str | None] = mapped_column(sa.Text, default=None)
     epoch: Mapped[int] = mapped_column(default=0)  # bumped when a restored database re-enrolls
-    last_pull_seq: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    last_pull_seq: Mapped[int] = mapped_column(sa.BigInteger, default=0)  # its institution feed
+    last_pull_catalog_seq: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    # The last push batch acknowledged: its outbox range and a digest of its entries, so a
+    # retried batch (lost answer) is told apart from new changes reusing old numbers (a
+    # restored database), which would otherwise be acknowledged and lost.
     last_push_seq: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    last_push_from: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    last_push_digest: Mapped[str] = mapped_column(sa.String(64), default="")
+    rows_pushed: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    rows_rejected: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     last_sync_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
 

@@ -1,0 +1,129 @@
+"""A node applying a pulled batch: merge every table in one statement, move the cursor.
+
+The rows and the cursor commit in one short transaction, so a kill before the commit
+re-fetches this batch and a kill after it starts at the next one: at most one batch is
+ever sent twice, and sending it twice changes nothing (the merges are joins). Rows are
+written with Core statements, not the ORM, so applying the feed never writes the node's
+own outbox: nothing pulled is ever pushed back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lms_domain.changefeed import SyncContext
+from lms_domain.changefeed.models import OutboxEntry, SyncConflict
+from lms_domain.errors import InvalidInput
+from sync import state
+from sync.codec import check_columns, decode_rows, encode_value
+from sync.merge import insert_absent, upsert
+from sync.policy import COMPANIONS, POLICIES, TablePolicy, content_columns, table, wire_columns
+from sync.protocol import Cursor
+
+_COMPANION_TABLES = frozenset(name for _, name in COMPANIONS.values())
+
+
+@dataclass
+class Applied:
+    rows: int = 0
+    conflicts: int = 0
+    max_hlc: int = 0
+
+
+async def apply_batch(
+    session: AsyncSession, document: Any, *, context: SyncContext, now: datetime, expected: Cursor
+) -> tuple[Cursor, bool, Applied]:
+    """Apply one pull answer; returns the new cursor and whether the feed has more."""
+    if not isinstance(document, dict) or not isinstance(document.get("tables"), list):
+        raise InvalidInput("a pull answer is an object with a list of tables", code="malformed_batch")
+    new_cursor = Cursor.parse(document.get("cursor"))
+    if new_cursor.catalog < expected.catalog or new_cursor.institution < expected.institution:
+        raise InvalidInput("the answer's cursor is behind the one asked for", code="cursor_regressed")
+    dialect = session.get_bind().dialect.name
+    applied = Applied()
+    for chunk in document["tables"]:
+        if not isinstance(chunk, dict) or not isinstance(chunk.get("t"), str):
+            raise InvalidInput("each table entry needs t, c and r", code="malformed_batch")
+        name = chunk["t"]
+        if name in _COMPANION_TABLES:
+            target = table(name)
+            columns = check_columns(target, chunk.get("c"), [c.name for c in target.columns])
+            rows = decode_rows(target, columns, chunk.get("r"))
+            if rows:
+                await session.execute(insert_absent(name, dialect), rows)
+            continue
+        policy = POLICIES.get(name)
+        if policy is None:
+            raise InvalidInput(f"{name} is not a synced table", code="unknown_table")
+        target = table(name)
+        columns = check_columns(target, chunk.get("c"), wire_columns(policy))
+        rows = decode_rows(target, columns, chunk.get("r"))
+        if not rows:
+            continue
+        if policy.logs_conflicts:
+            applied.conflicts += await _log_lost_local_edits(session, policy, rows, context.node_id, now)
+        for row in rows:
+            applied.max_hlc = max(applied.max_hlc, row.get("hlc") or 0)
+            for column, value in policy.fill.items():
+                row.setdefault(column, value)
+        # Private columns the node fills itself (a local password) are never overwritten.
+        stmt = upsert(policy, [*columns, *policy.fill], dialect, updatable=frozenset(columns))
+        await session.execute(stmt, rows)
+        applied.rows += len(rows)
+    await state.write(session, state.CURSOR, {"value": str(new_cursor)})
+    if applied.max_hlc:
+        context.hlc.observe(applied.max_hlc)  # later local edits then dominate what was seen
+    return new_cursor, bool(document.get("more")), applied
+
+
+async def _log_lost_local_edits(
+    session: AsyncSession, policy: TablePolicy, rows: list[dict[str, Any]], node_id: uuid.UUID, now: datetime
+) -> int:
+    """A row edited here and not yet pushed, overtaken by a newer version from elsewhere: the
+    local edit loses, and is kept in the conflict log rather than vanishing."""
+    ids = [r["id"] for r in rows]
+    pending = set(
+        await session.scalars(
+            sa.select(OutboxEntry.row_id).where(OutboxEntry.table_name == policy.name, OutboxEntry.row_id.in_(ids))
+        )
+    )
+    if not pending:
+        return 0
+    target = table(policy.name)
+    local = {
+        r.id: dict(r._mapping)
+        for r in await session.execute(
+            sa.select(*[target.c[c] for c in content_columns(policy)]).where(target.c.id.in_(pending))
+        )
+    }
+    logged = 0
+    for row in rows:
+        mine = local.get(row["id"])
+        if mine is None:
+            continue
+        theirs_version = (row["hlc"], row["origin_node_id"].hex if row["origin_node_id"] else "")
+        mine_version = (mine["hlc"], mine["origin_node_id"].hex if mine["origin_node_id"] else "")
+        if theirs_version <= mine_version:
+            continue  # the local edit wins; the central server logs it when it arrives
+        logged += 1
+        session.add(
+            SyncConflict(
+                table_name=policy.name,
+                row_id=row["id"],
+                institution_id=row.get("institution_id"),
+                winner_hlc=row["hlc"],
+                winner_node_id=row["origin_node_id"],
+                loser_hlc=mine["hlc"],
+                loser_node_id=mine["origin_node_id"],
+                loser={k: encode_value(v) for k, v in mine.items()},
+                detected_by=node_id,
+                created_at=now,
+            )
+        )
+    return logged

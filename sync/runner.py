@@ -1,0 +1,197 @@
+"""One sync of a node: push the outbox, then pull the feed, one short transaction per batch.
+
+Push first, so that by the time the feed comes back the central server has already merged
+this node's changes (and logged any conflict with what others did). Every batch commits on
+its own, so a kill anywhere loses at most the batch in hand, and a sync with nothing to do
+costs one request (the empty pull), once the node holds a token.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from lms_domain.changefeed import SyncContext
+from lms_domain.clock import Clock
+from lms_domain.courses.models import Asset
+from sync import outbox, state
+from sync.apply import apply_batch
+from sync.client import SyncClient, SyncError
+from sync.protocol import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS
+
+log = logging.getLogger("somo.sync")
+
+# (stage, done, total or None): called after every batch, for a progress bar or a log line.
+Progress = Callable[[str, int, int | None], None]
+RESTORE_CODES = frozenset({"node_restored", "epoch_mismatch"})
+
+
+@dataclass
+class SyncReport:
+    pushed_rows: int = 0
+    pushed_batches: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    conflicts: int = 0
+    pulled_rows: int = 0
+    pulled_batches: int = 0
+    assets: int = 0
+    requests: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    seconds: float = 0.0
+    new_epoch: int | None = None
+
+    def summary(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["rejected"] = len(self.rejected)
+        return out
+
+
+@dataclass
+class NodeDatabase:
+    """The node's two ways into its database: the learners' (foreign keys on) for the outbox,
+    and the feed's (foreign keys off, see ``lms_domain.db.create_engine``) for applying."""
+
+    write: async_sessionmaker[AsyncSession]
+    read: async_sessionmaker[AsyncSession]  # read-only: never queues for SQLite's write lock
+    apply: async_sessionmaker[AsyncSession]
+    context: SyncContext
+    clock: Clock
+
+
+async def sync_once(
+    db: NodeDatabase,
+    client: SyncClient,
+    *,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    batch_bytes: int = DEFAULT_BATCH_BYTES,
+    asset_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> SyncReport:
+    started = time.monotonic()
+    before = (client.traffic.requests, client.traffic.bytes_up, client.traffic.bytes_down)
+    report = SyncReport()
+    async with db.read() as session:
+        identity = await state.identity(session)
+        pending = await outbox.pending_count(session)
+    if identity is None:
+        raise SyncError(400, "not_enrolled", "this node is not enrolled: run somo edge init")
+    try:
+        await _push(db, client, identity, report, batch_rows, batch_bytes, pending, progress)
+        await _pull(db, client, report, batch_rows, progress)
+        if asset_dir is not None:
+            report.assets = await cache_assets(db, client, asset_dir)
+    except Exception as exc:
+        await _record(db, report, error=str(exc))
+        raise
+    finally:
+        report.requests = client.traffic.requests - before[0]
+        report.bytes_up = client.traffic.bytes_up - before[1]
+        report.bytes_down = client.traffic.bytes_down - before[2]
+        report.seconds = round(time.monotonic() - started, 3)
+    await _record(db, report, error=None)
+    return report
+
+
+async def _push(
+    db: NodeDatabase,
+    client: SyncClient,
+    identity: state.Identity,
+    report: SyncReport,
+    batch_rows: int,
+    batch_bytes: int,
+    pending: int,
+    progress: Progress | None,
+) -> None:
+    feed = str(identity.institution_id)
+    epoch = identity.epoch
+    restarts = 0
+    while True:
+        async with db.write() as session, session.begin():
+            batch = await outbox.next_batch(
+                session,
+                node_id=identity.node_id,
+                feed=feed,
+                epoch=epoch,
+                max_rows=batch_rows,
+                max_bytes=batch_bytes,
+            )
+        if batch is None:
+            return
+        try:
+            ack = await client.push(batch.document)
+        except SyncError as exc:
+            if exc.code not in RESTORE_CODES or restarts >= 2:
+                raise
+            # A restored backup or a copy: the central server has seen these numbers for
+            # other changes. Start a new epoch and send everything still pending again
+            # (merging is idempotent, so what it already has costs nothing).
+            restarts += 1
+            epoch = await client.new_epoch()
+            log.warning("edge database restored or copied: new epoch", extra={"epoch": epoch})
+            async with db.write() as session, session.begin():
+                await state.update(session, state.IDENTITY, epoch=epoch)
+                await outbox.restart_numbering(session)
+            report.new_epoch = epoch
+            continue
+        async with db.write() as session, session.begin():
+            await outbox.acknowledge(session, feed=feed, to_seq=int(ack["acked"]))
+        report.pushed_batches += 1
+        report.pushed_rows += batch.rows
+        report.conflicts += int(ack.get("conflicts", 0))
+        report.rejected.extend(ack.get("rejected", []))
+        if progress:
+            progress("push", report.pushed_rows, pending)
+
+
+async def _pull(
+    db: NodeDatabase, client: SyncClient, report: SyncReport, batch_rows: int, progress: Progress | None
+) -> None:
+    async with db.read() as session:
+        cursor = await state.cursor(session)
+    while True:
+        document = await client.pull(cursor, batch_rows)
+        async with db.apply() as session, session.begin():
+            cursor, more, applied = await apply_batch(
+                session, document, context=db.context, now=db.clock.now(), expected=cursor
+            )
+        report.pulled_batches += 1
+        report.pulled_rows += applied.rows
+        report.conflicts += applied.conflicts
+        if progress:
+            progress("pull", report.pulled_rows, None)
+        if not more:
+            return
+
+
+async def cache_assets(db: NodeDatabase, client: SyncClient, asset_dir: Path) -> int:
+    """Lesson files the node lacks, by checksum; a cut download resumes where it stopped."""
+    async with db.read() as session:
+        wanted = set(
+            await session.scalars(
+                sa.select(Asset.checksum_sha256).where(Asset.file_path.is_not(None), Asset.deleted_at.is_(None))
+            )
+        )
+    fetched = 0
+    for sha in sorted(wanted):
+        if (asset_dir / sha).exists():
+            continue
+        if await client.download_asset(sha, asset_dir / sha):
+            fetched += 1
+    return fetched
+
+
+async def _record(db: NodeDatabase, report: SyncReport, *, error: str | None) -> None:
+    now = db.clock.now().isoformat()
+    changes: dict[str, Any] = {"last_attempt_at": now, "last_error": error}
+    if error is None:
+        changes.update(last_sync_at=now, last_report=report.summary())
+    async with db.write() as session, session.begin():
+        await state.update(session, state.STATUS, **changes)
