@@ -36,7 +36,7 @@ from server.pdf.certificate import FpdfCertificateRenderer
 from server.ratelimit import rate_limit_middleware
 from server.scheduler import scheduler_ctx
 from server.settings import Settings
-from sync.http import sync_routes
+from sync.http import SERVER_HANDLER_ARGS, sync_routes
 from ussd.http import phone_routes
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
@@ -74,7 +74,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None, hasher: Hasher
                 per_token=(limits.per_token_rps, limits.per_token_burst),
             )
         )
-    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=middlewares, client_max_size=MAX_BODY_BYTES, handler_args=dict(SERVER_HANDLER_ARGS)
+    )
     app[settings_key] = settings
     app[clock_key] = clock or SystemClock()
     app[certificate_renderer_key] = FpdfCertificateRenderer()

@@ -41,7 +41,11 @@ async def test_changes_made_at_school_reach_the_central_server_and_empty_the_out
     lesson = central.a.course.lessons[0]
     async with edge.node.db.write() as session, session.begin():
         await learning.enroll(
-            session=session, actor=edge.actor, course_id=central.a.course.course.id, learner_id=learner.id, clock=edge.clock
+            session=session,
+            actor=edge.actor,
+            course_id=central.a.course.course.id,
+            learner_id=learner.id,
+            clock=edge.clock,
         )
         await learning.record_progress(
             session=session,
