@@ -23,7 +23,7 @@ from lms_domain.errors import InvalidInput
 from sync import state
 from sync.codec import check_columns, decode_rows, encode_value
 from sync.merge import insert_absent, upsert
-from sync.policy import COMPANIONS, POLICIES, TablePolicy, content_columns, table, wire_columns
+from sync.policy import COMPANIONS, POLICIES, TablePolicy, content_columns, same_content, table, wire_columns
 from sync.protocol import Cursor
 
 _COMPANION_TABLES = frozenset(name for _, name in COMPANIONS.values())
@@ -109,8 +109,8 @@ async def _log_lost_local_edits(
             continue
         theirs_version = (row["hlc"], row["origin_node_id"].hex if row["origin_node_id"] else "")
         mine_version = (mine["hlc"], mine["origin_node_id"].hex if mine["origin_node_id"] else "")
-        if theirs_version <= mine_version:
-            continue  # the local edit wins; the central server logs it when it arrives
+        if theirs_version <= mine_version or same_content(row, mine):
+            continue  # the local edit wins (the central server logs it when it arrives), or is the same
         logged += 1
         session.add(
             SyncConflict(

@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from sync.policy import Combine, Merge, TablePolicy, table
 
-VERSION_COLUMNS = ("hlc", "origin_node_id", "updated_at")
+VERSION_COLUMNS = ("hlc", "origin_node_id", "updated_at", "change_seq")
 
 
 def _newer(excluded: Any, target: sa.Table) -> sa.ColumnElement[bool]:

@@ -183,6 +183,16 @@ def wire_columns(policy: TablePolicy) -> list[str]:
     return [c.name for c in table(policy.name).columns if c.name not in policy.private]
 
 
+# Columns that version a row rather than say what it holds: two versions equal but for these
+# are the same edit made twice (two nodes enrolling a learner at once), not a conflict.
+VERSION_ONLY = frozenset({"hlc", "origin_node_id", "created_at", "updated_at", "change_seq"})
+
+
+def same_content(a: dict[str, object], b: dict[str, object]) -> bool:
+    keys = (set(a) & set(b)) - VERSION_ONLY
+    return all(a[k] == b[k] for k in keys)
+
+
 def content_columns(policy: TablePolicy) -> list[str]:
     """The columns that say what a row holds: what checksums compare."""
     return [c for c in wire_columns(policy) if c not in FEED_COLUMNS]

@@ -27,7 +27,16 @@ from lms_domain.db import Base
 from lms_domain.errors import InvalidInput
 from sync.codec import check_columns, decode_rows, encode_value
 from sync.merge import insert_absent, upsert
-from sync.policy import CATALOG, COMPANIONS, POLICIES, TablePolicy, content_columns, table, wire_columns
+from sync.policy import (
+    CATALOG,
+    COMPANIONS,
+    POLICIES,
+    TablePolicy,
+    content_columns,
+    same_content,
+    table,
+    wire_columns,
+)
 from sync.protocol import SyncScope
 
 
@@ -221,7 +230,7 @@ class Receiver:
         """Concurrent means: the central copy changed since the version the node edited."""
         for row, base in kept:
             current = existing.get(row["id"])
-            if current is None or current["hlc"] in (base, row["hlc"]):
+            if current is None or current["hlc"] in (base, row["hlc"]) or same_content(row, current):
                 continue
             theirs = (row["hlc"], row["origin_node_id"].hex)
             mine = (current["hlc"], current["origin_node_id"].hex if current["origin_node_id"] else "")

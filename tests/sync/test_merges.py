@@ -1,0 +1,156 @@
+"""Conflict policy per table, over the real protocol: last writer wins with a logged
+conflict for profiles, monotone merges for progress, and merges a skewed clock cannot bend."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from lms_domain.changefeed.models import SyncConflict
+from lms_domain.courses.models import Enrollment, LessonProgress
+from lms_domain.learning import service as learning
+from lms_domain.learning.schemas import ProgressUpdate
+from lms_domain.tenancy.models import Learner
+from tests.sync.conftest import Central, Edge, EdgeFactory
+
+
+async def rename_at(makers: Any, learner_id: uuid.UUID, name: str) -> None:
+    async with makers() as session, session.begin():
+        learner = await session.get(Learner, learner_id)
+        learner.display_name = name
+
+
+async def progress_at(
+    makers: Any, actor: Any, clock: Any, learner_id: uuid.UUID, course_id: uuid.UUID, lesson_id: uuid.UUID, pct: int
+) -> None:
+    async with makers() as session, session.begin():
+        enrolled = await session.scalar(
+            sa.select(Enrollment.id).where(Enrollment.learner_id == learner_id, Enrollment.course_id == course_id)
+        )
+        if enrolled is None:
+            await learning.enroll(session=session, actor=actor, course_id=course_id, learner_id=learner_id, clock=clock)
+        await learning.record_progress(
+            session=session,
+            actor=actor,
+            lesson_id=lesson_id,
+            data=ProgressUpdate(learner_id=learner_id, percent=pct),
+            clock=clock,
+        )
+
+
+def central_actor(central: Central) -> Any:
+    from lms_domain.access import Actor
+    from lms_domain.tenancy.models import Role
+
+    return Actor(user_id=None, role=Role.INSTITUTION_ADMIN, institution_id=central.a.institution.id)
+
+
+async def names(holder: Central | Edge) -> dict[uuid.UUID, str]:
+    makers = holder.makers if isinstance(holder, Central) else holder.node.db.read
+    async with makers() as session:
+        rows = await session.execute(
+            sa.select(Learner.id, Learner.display_name).where(Learner.institution_id == holder_institution(holder))
+        )
+        return dict(rows)
+
+
+def holder_institution(holder: Central | Edge) -> uuid.UUID:
+    return holder.a.institution.id if isinstance(holder, Central) else holder.node.identity.institution_id
+
+
+async def test_concurrent_profile_edits_converge_and_the_loser_is_logged(
+    central: Central, make_edge: EdgeFactory
+) -> None:
+    edge = await make_edge(central.a)
+    await edge.sync()
+    learner = central.a.learners[0].id
+    await rename_at(central.makers, learner, "Changed at the office")
+    await rename_at(edge.node.db.write, learner, "Changed at school")
+
+    await edge.sync()
+
+    assert await names(central) == await names(edge)
+    conflict = await central.scalar(sa.select(SyncConflict))
+    assert conflict is not None and conflict.row_id == learner and conflict.table_name == "learners"
+    winner = (await names(central))[learner]
+    assert {winner, conflict.loser["display_name"]} == {"Changed at the office", "Changed at school"}
+
+
+async def test_a_plain_successor_is_not_a_conflict(central: Central, make_edge: EdgeFactory) -> None:
+    edge = await make_edge(central.a)
+    await edge.sync()
+    learner = central.a.learners[0].id
+    await rename_at(edge.node.db.write, learner, "Edited once at school")
+    await edge.sync()
+    await rename_at(central.makers, learner, "Then at the office")
+    await edge.sync()
+    await rename_at(edge.node.db.write, learner, "Then at school again")
+
+    await edge.sync()
+
+    assert (await names(central))[learner] == "Then at school again" == (await names(edge))[learner]
+    assert await central.scalar(sa.select(sa.func.count()).select_from(SyncConflict)) == 0
+
+
+async def test_progress_from_two_places_merges_monotonically(central: Central, make_edge: EdgeFactory) -> None:
+    edge = await make_edge(central.a)
+    await edge.sync()
+    course = central.a.course
+    learner = central.a.learners[0].id
+    await progress_at(edge.node.db.write, edge.actor, edge.clock, learner, course.course.id, course.lessons[0].id, 60)
+    await progress_at(
+        central.makers, central_actor(central), central.clock, learner, course.course.id, course.lessons[0].id, 30
+    )
+    await progress_at(
+        central.makers, central_actor(central), central.clock, learner, course.course.id, course.lessons[1].id, 100
+    )
+
+    await edge.sync()
+    await edge.sync()
+
+    async def percents(makers: Any) -> dict[uuid.UUID, int]:
+        async with makers() as session:
+            rows = await session.execute(sa.select(LessonProgress.lesson_id, LessonProgress.percent))
+            return dict(rows)
+
+    expected = {course.lessons[0].id: 60, course.lessons[1].id: 100}
+    assert await percents(central.makers) == expected == await percents(edge.node.db.read)
+    assert await central.scalar(sa.select(sa.func.count()).select_from(SyncConflict)) == 0
+
+
+@pytest.mark.parametrize("skew", [timedelta(days=-1), timedelta(0), timedelta(days=1)], ids=["-1d", "0", "+1d"])
+async def test_a_skewed_node_clock_gives_the_same_merge(
+    central: Central, make_edge: EdgeFactory, skew: timedelta
+) -> None:
+    edge = await make_edge(central.a, skew=skew)
+    await edge.sync()
+    course = central.a.course
+    first, second = central.a.learners[0].id, central.a.learners[1].id
+    office = central_actor(central)
+
+    # Causally ordered edits: each writer has seen the other's last version before editing.
+    await rename_at(edge.node.db.write, first, "School 1")
+    await progress_at(edge.node.db.write, edge.actor, edge.clock, first, course.course.id, course.lessons[0].id, 50)
+    await edge.sync()
+    await rename_at(central.makers, first, "Office 2")
+    await progress_at(central.makers, office, central.clock, first, course.course.id, course.lessons[0].id, 40)
+    await edge.sync()
+    await rename_at(edge.node.db.write, first, "School 3")
+    await rename_at(edge.node.db.write, second, "School only")
+    await progress_at(edge.node.db.write, edge.actor, edge.clock, first, course.course.id, course.lessons[1].id, 20)
+    await edge.sync()
+    await rename_at(central.makers, second, "Office last")
+    await edge.sync()
+
+    expected = {first: "School 3", second: "Office last"}
+    for holder in (central, edge):
+        got = await names(holder)
+        assert {k: got[k] for k in expected} == expected
+    assert await central.scalar(sa.select(sa.func.count()).select_from(SyncConflict)) == 0
+    async with edge.node.db.read() as session:
+        on_edge = dict(await session.execute(sa.select(LessonProgress.lesson_id, LessonProgress.percent)))
+    assert on_edge == {course.lessons[0].id: 50, course.lessons[1].id: 20}
