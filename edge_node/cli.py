@@ -62,7 +62,7 @@ def _run(coro: Any) -> Any:
     except SyncError as exc:
         raise CliError(f"the central server refused: {exc.detail} ({exc.code})", EXIT_SYNC) from None
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise CliError(f"cannot reach the central server: {exc or type(exc).__name__}", EXIT_SYNC) from None
+        raise CliError(f"cannot reach the central server: {str(exc) or type(exc).__name__}", EXIT_SYNC) from None
 
 
 def cmd_init(args: argparse.Namespace, settings: Settings) -> None:

@@ -80,6 +80,9 @@ class SyncMixin(TimestampMixin):
     """
 
     __sync_scope__: ClassVar[SyncScope] = "tenant"
+    # Columns that stay on the node holding them (credentials): never sent, and a change to
+    # nothing else is not a change to sync.
+    __sync_private__: ClassVar[frozenset[str]] = frozenset()
 
     hlc: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     origin_node_id: Mapped[uuid.UUID | None] = mapped_column(default=None)

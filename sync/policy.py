@@ -17,7 +17,9 @@ from enum import StrEnum
 
 import sqlalchemy as sa
 
+import lms_domain.models  # noqa: F401 - every model registered, so table() finds them all
 from lms_domain.db import Base, SyncMixin
+from lms_domain.tenancy.models import Learner, User
 
 
 class Direction(StrEnum):
@@ -93,15 +95,14 @@ POLICIES: dict[str, TablePolicy] = {
     "users": TablePolicy(
         "users",
         *_DOWN,
-        private=frozenset({"password_hash", "failed_logins", "locked_until", "last_login_at"}),
+        private=User.__sync_private__,
         fill={"password_hash": "!", "failed_logins": 0},
     ),
     "learners": TablePolicy(
         "learners",
         Direction.TWO_WAY,
         Merge.LWW,
-        # The USSD PIN is checked only on the central server, where USSD runs.
-        private=frozenset({"pin_hash", "pin_failed_count", "pin_locked_until"}),
+        private=Learner.__sync_private__,
         edge_updatable=frozenset({"display_name", "language", "grade", "deleted_at"}),
         fill={"pin_failed_count": 0},
     ),

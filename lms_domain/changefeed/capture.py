@@ -71,7 +71,7 @@ def _before_flush(session: Session, _flush_context: Any, _instances: Any) -> Non
         if isinstance(obj, SyncMixin):
             changed.append((obj, ChangeOp.DELETE if obj.deleted_at else ChangeOp.UPSERT))
     for obj in session.dirty:
-        if isinstance(obj, SyncMixin) and session.is_modified(obj, include_collections=False):
+        if isinstance(obj, SyncMixin) and _changes_synced_content(session, obj):
             changed.append((obj, ChangeOp.DELETE if _was_soft_deleted(obj) else ChangeOp.UPSERT))
     for obj in session.deleted:
         if isinstance(obj, SyncMixin):
@@ -118,6 +118,18 @@ def _before_flush(session: Session, _flush_context: Any, _instances: Any) -> Non
                     created_at=now,
                 )
             )
+
+
+def _changes_synced_content(session: Session, row: SyncMixin) -> bool:
+    """Modified in something other than its private columns (a login's failed-attempt count
+    is the node's own business, and costs every other node nothing)."""
+    if not session.is_modified(row, include_collections=False):
+        return False
+    private = row.__sync_private__
+    if not private:
+        return True
+    state = attributes.instance_state(row)
+    return any(attr.key not in private and attr.history.has_changes() for attr in state.attrs)
 
 
 def _committed_hlc(row: SyncMixin) -> int:

@@ -58,6 +58,10 @@ class User(Base, IdMixin, SyncMixin):
 
     __tablename__ = "users"
     __sync_scope__: ClassVar[SyncScope] = "tenant_only"
+    # Credentials and lock-out state: never synced, and changing only these is no change to sync.
+    __sync_private__: ClassVar[frozenset[str]] = frozenset(
+        {"password_hash", "failed_logins", "locked_until", "last_login_at"}
+    )
 
     institution_id: Mapped[uuid.UUID | None] = mapped_column(
         sa.ForeignKey("institutions.id", ondelete="RESTRICT"), index=True
@@ -103,6 +107,8 @@ class Learner(Base, IdMixin, SyncMixin, TenantMixin):
     learners never have a login."""
 
     __tablename__ = "learners"
+    # The USSD PIN is checked on the central server only, where USSD runs.
+    __sync_private__: ClassVar[frozenset[str]] = frozenset({"pin_hash", "pin_failed_count", "pin_locked_until"})
 
     display_name: Mapped[str] = mapped_column(sa.String(120))
     language: Mapped[Language] = mapped_column(enum_column(Language, "language"), default=Language.EN)
