@@ -17,7 +17,7 @@ whose ``sync_counters`` row holds the last number. The data:
   2 enrollments, 14 lesson-progress rows, 3 quiz attempts and their 30 answers (5,000 learners);
 * school B, the same mix with ``--small-rows`` rows (default 50,000), to show that the edge's
   memory does not grow with the size of the feed;
-* ``--edges`` small schools (default 10) with ``--push-rows / 10`` learners each.
+* ``--edges`` + 1 small schools (default 11) with ``--push-rows / 10`` learners each.
 
 The central server is the real app (``server.app.create_app``; scheduler off, rate limits on,
 in-process Redis stand-in) served by aiohttp on 127.0.0.1 in this process. Every edge is a
@@ -42,8 +42,10 @@ with the real client (``sync.runner.sync_once``), each in a fresh subprocess, so
 4. *push*: ``--edges`` edges, one per small school, each pull their school, then write
    ``--push-rows`` changes through the ORM with change capture (per learner an enrollment and
    9 lesson-progress rows, 100 rows per transaction); then all start ``sync_once`` at the same
-   moment. Per edge: pushed rows / seconds until its push phase ended; aggregate: all pushed
-   rows / (last push end - first push start). Every row must be on the central server after.
+   moment. Per edge: pushed rows / seconds until its push phase ended (``sync_once`` then
+   pulls the same rows back from the feed: that echo is reported, not timed); aggregate: all
+   pushed rows / (last push end - first push start). Every row must be on the central server
+   after, none rejected. First, for reference, one more edge does the same alone.
 5. *learner latency* (skip with ``--no-latency``): a second new edge for school A pulls the
    whole feed while, in the same process (as in ``somo edge run``), a learner's read (the
    course outline with their progress, ``lesson_statuses``) and write (``record_progress``
@@ -617,7 +619,8 @@ async def seed(url: str, args: argparse.Namespace) -> tuple[int, list[School], d
             ("Bench Academy B", args.small_rows, None),
         ]
         plan += [
-            (f"Bench Push School {i + 1}", None, args.push_rows // PUSH_ROWS_PER_LEARNER) for i in range(args.edges)
+            (f"Bench Push School {i + 1}", None, args.push_rows // PUSH_ROWS_PER_LEARNER)
+            for i in range(args.edges + 1)  # one more, to push alone first
         ]
         for number, (name, rows, learners) in enumerate(plan, start=1):
             async with engine.begin() as conn:
@@ -650,7 +653,8 @@ def _emit(kind: str, payload: dict[str, Any] | None = None) -> None:
 
 
 async def _wait_go() -> None:
-    await asyncio.to_thread(sys.stdin.readline)
+    if not await asyncio.to_thread(sys.stdin.readline):
+        raise SystemExit("the benchmark went away")
 
 
 def _report(report: SyncReport) -> dict[str, Any]:
@@ -746,6 +750,7 @@ async def child_pull(spec: dict[str, Any]) -> dict[str, Any]:
     _wrap_async(SyncClient, "pull", timing, "pull_request_s")
     _wrap_sync(sync.apply, "decode_rows", timing, "decode_rows_s")
     _wrap_async(sync.apply, "_log_lost_local_edits", timing, "lost_edit_check_s")
+    _wrap_sync(sync.apply, "upsert", timing, "upsert_build_s")
     out: dict[str, Any] = {"init_s": init_s, "rss_imported_mib": rss_imported / 1024}
     async with open_node(files) as node, aiohttp.ClientSession() as http:
         client = client_for(node, http, timeout_s=300)
@@ -1233,20 +1238,26 @@ def _check_counts(result: dict[str, Any], school: School, catalogue: dict[str, i
 
 
 async def push_phase(
-    central: Central, schools: list[School], workdir: Path, args: argparse.Namespace, say: Callable[[str], None]
+    central: Central,
+    schools: list[School],
+    workdir: Path,
+    args: argparse.Namespace,
+    say: Callable[[str], None],
+    *,
+    label: str,
 ) -> dict[str, Any]:
     children = []
     for i, school in enumerate(schools):
-        code = await register_edge(central, school.institution_id, f"push-{i + 1}")
+        code = await register_edge(central, school.institution_id, f"{label}-{i + 1}")
         spec = {
             "kind": "push",
-            "data_dir": str(workdir / f"push-{i + 1}"),
+            "data_dir": str(workdir / f"{label}-{i + 1}"),
             "central_url": central.url,
             "code": code,
             "changes": args.push_rows,
             "batch_rows": args.batch_rows,
         }
-        children.append(await Child.start(spec, f"push-{i + 1}"))
+        children.append(await Child.start(spec, f"{label}-{i + 1}"))
     await asyncio.gather(*(c.ready() for c in children))
     say(f"{len(children)} edges ready, {args.push_rows:,} changes each in their outbox: go")
     central.reset()
@@ -1277,13 +1288,17 @@ async def push_phase(
         "per_edge_min": min(per_edge),
         "per_edge_median": sorted(per_edge)[len(per_edge) // 2],
         "echo_pulled_rows": sum(r["report"]["pulled_rows"] for r in results),
+        "echo_bytes_down": sum(r["report"]["bytes_down"] for r in results),
+        # Includes serving the echo pulls that overlap the window (see the docstring).
+        "central_cpu_us_per_pushed_row": usage["server_cpu_s"] / pushed * 1e6,
+        "postgres_cpu_us_per_pushed_row": usage["postgres_cpu_s"] / pushed * 1e6,
         "edge_write_rows_per_s": [args.push_rows / r["write_s"] for r in results],
         "central": usage,
         "edges_detail": results,
         "problems": problems,
     }
     say(
-        f"push: {pushed:,} rows from {len(results)} edges in {window:.1f} s = {out['aggregate_rows_per_s']:,.0f} rows/s, "
+        f"{label}: {pushed:,} rows from {len(results)} edge(s) in {window:.1f} s = {out['aggregate_rows_per_s']:,.0f} rows/s, "
         f"per edge min {out['per_edge_min']:,.0f} median {out['per_edge_median']:,.0f} rows/s"
     )
     return out
@@ -1355,7 +1370,8 @@ async def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str,
                 f"request(s), {out['incremental']['noop']['bytes_down']} B down"
             )
 
-            out["push"] = await push_phase(central, pushers, workdir, args, say)
+            out["push_solo"] = await push_phase(central, pushers[:1], workdir, args, say, label="solo")
+            out["push"] = await push_phase(central, pushers[1:], workdir, args, say, label="push")
 
             if args.latency:
                 result = await pull_phase(
@@ -1451,6 +1467,15 @@ def verdicts(out: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
             inc["noop"]["requests"] == 1,
         )
     )
+    solo = out["push_solo"]
+    rows.append(
+        (
+            f"push, 1 edge x {solo['rows_per_edge']:,} rows alone",
+            f"{solo['per_edge_min']:,.0f} rows/s",
+            "",
+            None,
+        )
+    )
     push = out["push"]
     rows.append(
         (
@@ -1491,7 +1516,8 @@ def render(out: dict[str, Any]) -> bool:
     info = out["machine"]
     table = Table(
         title=f"Offline sync on loopback, PostgreSQL central, SQLite edge\n{info['cpu']}, {info['nproc']} cores, "
-        f"Python {info['python']}"
+        f"Python {info['python']}, load average {info['load_average'][0]:.1f} before, "
+        f"{info['load_average_after'][0]:.1f} after"
     )
     for column in ("measure", "value", "target", "met"):
         table.add_column(column, justify="left" if column == "measure" else "right")
@@ -1512,10 +1538,11 @@ def render(out: dict[str, Any]) -> bool:
         ("edge", "waiting for pull answers (server, loopback, gunzip, JSON)", t["pull_request_s"]),
         ("edge", "apply_batch: decoding rows (codec.decode_rows)", t["decode_rows_s"]),
         ("edge", "apply_batch: lost-edit check (outbox lookup)", t["lost_edit_check_s"]),
+        ("edge", "apply_batch: building the merge statements (merge.upsert)", t["upsert_build_s"]),
         (
             "edge",
-            "apply_batch: merge statements and the rest",
-            t["apply_batch_s"] - t["decode_rows_s"] - t["lost_edit_check_s"],
+            "apply_batch: running them (SQLAlchemy binds, SQLite) and the rest",
+            t["apply_batch_s"] - t["decode_rows_s"] - t["lost_edit_check_s"] - t["upsert_build_s"],
         ),
         ("edge", "commits, cursor, bookkeeping", rest),
         ("central", "read_batch (outbox page, rows, per-row encoding)", c.get("read_batch_s", 0.0)),
@@ -1544,7 +1571,7 @@ def render(out: dict[str, Any]) -> bool:
     split.add_row("", "  JSON of the answers", f"{fr['dumps_s']:.2f}", f"{fr['dumps_s'] / fr['seconds']:.0%}")
     split.add_row("", "  gzip of the answers", f"{fr['gzip_s']:.2f}", f"{fr['gzip_s'] / fr['seconds']:.0%}")
     console.print(split)
-    problems = [p for r in out["pulls"] for p in r["problems"]] + out["push"]["problems"]
+    problems = [p for r in out["pulls"] for p in r["problems"]] + out["push_solo"]["problems"] + out["push"]["problems"]
     for problem in problems:
         console.print(f"[red]check failed: {problem}[/]")
     return ok and not problems

@@ -46,7 +46,7 @@ class PullBatch:
         }
 
 
-async def _learner_allows(
+async def learner_rows(
     session: AsyncSession, scope: SyncScope, name: str, rows: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """A phone's scope: the catalogue, its institution's row, and its own learner's rows."""
@@ -131,7 +131,7 @@ async def _current_rows(
         columns = [target.c[c] for c in wire_columns(POLICIES[name])]
         rows = [dict(r._mapping) for r in await session.execute(sa.select(*columns).where(target.c.id.in_(ids)))]
         if scope.learner_id is not None:
-            rows = await _learner_allows(session, scope, name, rows)
+            rows = await learner_rows(session, scope, name, rows)
         found[name] = {r["id"]: r for r in rows}
     return found
 
