@@ -22,6 +22,7 @@ import aiohttp
 import sqlalchemy as sa
 from aiohttp import web
 
+from edge_node import renewals
 from edge_node.node import NodeFiles, OpenNode, client_for, open_node
 from lms_domain.changefeed.models import SyncConflict
 from lms_domain.clock import Clock, SystemClock
@@ -214,7 +215,7 @@ def create_edge_app(settings: Settings, *, clock: Clock | None = None, hasher: H
     app.add_routes(health.routes)
     app.router.add_get("/sync/status", sync_status)
     app.router.add_post("/sync/now", sync_now)
-    apis = [module.api for module in EDGE_APIS]
+    apis = [module.api for module in EDGE_APIS] + [renewals.api]
     register(app, apis, prefix="/api/v1")
     app[openapi_key] = build_openapi(apis, prefix="/api/v1", title="Somo edge API", version="1.0.0", server_url="/")
     add_docs_routes(app)

@@ -28,6 +28,7 @@ from lms_domain.payments.models import Payment, PaymentIntent, PaymentMethod, Pr
 from lms_domain.platform.models import AuditLog, EdgeNode, IdempotencyKey, RefreshToken
 from lms_domain.subscriptions.models import (
     DunningSchedule,
+    QueuedRenewal,
     Subscription,
     SubscriptionItem,
     SubscriptionRenewalAttempt,
@@ -76,6 +77,7 @@ __all__ = [
     "ProviderAccount",
     "Question",
     "QuestionChoice",
+    "QueuedRenewal",
     "Quiz",
     "Receipt",
     "RefreshToken",

@@ -29,6 +29,7 @@ from lms_domain.notifications.service import Senders, deliver, due_notifications
 from lms_domain.payments import flows
 from lms_domain.payments.models import IntentStatus
 from lms_domain.payments.ports import Gateways
+from lms_domain.payments.queued_renewals import send_queued_renewals
 from lms_domain.platform.housekeeping import clean_up
 from lms_domain.subscriptions.dunning import run_dunning
 from lms_domain.subscriptions.invitations import invite_renewals
@@ -91,6 +92,11 @@ async def payments_poll(ctx: JobContext) -> dict[str, Any]:
         "settled": sum(status is IntentStatus.SUCCEEDED for status in results.values()),
         "failed": sum(status is IntentStatus.FAILED for status in results.values()),
     }
+
+
+async def queued_renewals(ctx: JobContext) -> dict[str, Any]:
+    """Renewals approved at schools' edge nodes, arrived by sync: one prompt each."""
+    return await send_queued_renewals(sessions=ctx.sessions, gateways=ctx.gateways, clock=ctx.clock)
 
 
 async def renewals(ctx: JobContext) -> dict[str, Any]:
@@ -177,6 +183,13 @@ JOBS: dict[str, Job] = {
         Job("reconciliation", "nightly at 02:30 Nairobi", cron(hour=2, minute=30), reconciliation),
         Job("cleanup", "daily at 03:30 Nairobi", cron(hour=3, minute=30), cleanup),
         Job("progress-digest", "Sundays at 17:00 Nairobi", cron(day_of_week="sun", hour=17), progress_digest),
+        Job(
+            "queued-renewals",
+            "every SOMO_PAYMENTS__POLL_INTERVAL_S (30 s)",
+            every(lambda s: s.payments.poll_interval_s),
+            queued_renewals,
+            frequent=True,
+        ),
     )
 }
 

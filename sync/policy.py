@@ -124,6 +124,14 @@ POLICIES: dict[str, TablePolicy] = {
     # Issued once: the id and the verification code both derive from (learner, course), so
     # two nodes issuing offline write the same row; a later revocation is a newer version.
     "certificates": TablePolicy("certificates", Direction.TWO_WAY, Merge.SINGLE_WRITER),
+    # Approved at school, prompted centrally: the edge writes it, the central server writes the
+    # outcome after (having seen the edge's version, so its write is the newer one).
+    "queued_renewals": TablePolicy(
+        "queued_renewals",
+        Direction.TWO_WAY,
+        Merge.LWW,
+        edge_updatable=frozenset(),
+    ),
     "entitlements": TablePolicy("entitlements", *_DOWN),
     "subscriptions": TablePolicy("subscriptions", *_DOWN),
     "subscription_items": TablePolicy("subscription_items", *_DOWN),

@@ -142,3 +142,34 @@ class SubscriptionUsage(Base, IdMixin, SyncMixin, TenantMixin):
     recorded_at: Mapped[datetime]
 
     __table_args__ = (sa.CheckConstraint("quantity > 0", name="quantity_positive"),)
+
+
+class QueuedRenewalStatus(StrEnum):
+    QUEUED = "queued"  # made at a school's edge node; waiting for the central server
+    PROMPTED = "prompted"  # the central server sent the payment prompt
+    REFUSED = "refused"  # not renewable now (cancelled, already paid, prompted a minute ago)
+    FAILED = "failed"  # the provider could not be reached, three times
+
+
+class QueuedRenewal(Base, IdMixin, SyncMixin, TenantMixin):
+    """A renewal approved at a school while payments are out of reach: the edge writes it, the
+    central server sends the prompt and writes the outcome back (so the school sees it after
+    its next sync). Same approval flow as REST and USSD, one prompt per approval."""
+
+    __tablename__ = "queued_renewals"
+
+    subscription_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("subscriptions.id", ondelete="RESTRICT"), index=True
+    )
+    learner_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("learners.id", ondelete="RESTRICT"))
+    phone: Mapped[str | None] = mapped_column(sa.String(20), default=None)
+    period_start: Mapped[datetime | None] = mapped_column(default=None)
+    requested_at: Mapped[datetime]
+    status: Mapped[QueuedRenewalStatus] = mapped_column(
+        enum_column(QueuedRenewalStatus, "status"), default=QueuedRenewalStatus.QUEUED
+    )
+    tries: Mapped[int] = mapped_column(default=0)
+    outcome: Mapped[str | None] = mapped_column(sa.String(200), default=None)  # for the school to read
+    attempt_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+
+    __table_args__ = (sa.Index("ix_queued_renewals_status", "status"),)
