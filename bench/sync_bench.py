@@ -70,6 +70,7 @@ import random
 import re
 import socket
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -186,8 +187,11 @@ def _latency(values: list[float]) -> dict[str, float]:
 
 
 def _wrap_async(owner: Any, name: str, seconds: dict[str, float], key: str) -> None:
-    """Time every call of an async function or method, in place (benchmark instrumentation)."""
-    original = getattr(owner, name)
+    """Time every call of an async function or method, in place (benchmark instrumentation).
+    A name the code no longer has is skipped: its share then shows under "the rest"."""
+    original = getattr(owner, name, None)
+    if original is None:
+        return
 
     async def timed(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
@@ -202,7 +206,9 @@ def _wrap_async(owner: Any, name: str, seconds: dict[str, float], key: str) -> N
 
 def _wrap_sync(owner: Any, name: str, seconds: dict[str, float], key: str) -> Any:
     """The same for a plain function; returns the original, to put back with ``setattr``."""
-    original = getattr(owner, name)
+    original = getattr(owner, name, None)
+    if original is None:
+        return None
 
     def timed(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
@@ -866,13 +872,6 @@ async def child_push(spec: dict[str, Any]) -> dict[str, Any]:
     """A new edge: first copy, ``changes`` local writes, then (on the signal) the timed sync."""
     files = NodeFiles(Path(spec["data_dir"]))
     identity = await init_node(files, central_url=spec["central_url"], code=spec["code"])
-    marks: dict[str, float] = {}
-    original_pull = sync.runner._pull
-
-    async def marked_pull(*args: Any, **kwargs: Any) -> None:
-        marks.setdefault("pull_start", time.monotonic())
-        await original_pull(*args, **kwargs)
-
     async with open_node(files) as node, aiohttp.ClientSession() as http:
         client = client_for(node, http, timeout_s=300)
         first = await sync_once(node.db, client)
@@ -881,7 +880,16 @@ async def child_push(spec: dict[str, Any]) -> dict[str, Any]:
             pending = await sync.outbox.pending_count(session)
         _emit("ready")
         await _wait_go()
-        sync.runner._pull = marked_pull
+        marks: dict[str, float] = {}
+        original_pull = client.pull
+
+        async def marked_pull(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            # The first pull request of the sync: its push half is over.
+            marks.setdefault("pull_start", time.monotonic())
+            return await original_pull(*args, **kwargs)
+
+        patched = "pull"
+        setattr(client, patched, marked_pull)
         began = time.monotonic()
         report = await sync_once(node.db, client, batch_rows=spec["batch_rows"])
         ended = time.monotonic()
@@ -1137,7 +1145,8 @@ async def offline_feed_read(central: Central, institution_id: uuid.UUID, batch_r
             if not batch.more:
                 break
     finally:
-        setattr(sync.feed, patched, original)
+        if original is not None:
+            setattr(sync.feed, patched, original)
     timing["seconds"] = time.perf_counter() - began
     timing["cpu_s"] = _cpu_seconds() - cpu
     timing["rows"] = rows
@@ -1154,6 +1163,12 @@ def machine() -> dict[str, Any]:
     mem = re.search(r"MemTotal:\s*(\d+) kB", Path("/proc/meminfo").read_text())
     info["memory_gib"] = round(int(mem.group(1)) / 2**20, 1) if mem else None
     info["load_average"] = os.getloadavg()
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        git = ["git", "-C", str(REPO)]
+        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, check=True, text=True)
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+        info["commit"] = commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+        info["dirty_files"] = [line[3:] for line in dirty.stdout.splitlines()]
     return info
 
 
@@ -1347,7 +1362,7 @@ async def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str,
             say(
                 f"feed read in process: {out['feed_read']['rows']:,.0f} rows in {out['feed_read']['seconds']:.1f} s "
                 f"(read_batch {out['feed_read']['read_batch_s']:.1f} s, of which per-row size checks "
-                f"{out['feed_read']['row_size_dumps_s']:.1f} s)"
+                f"{out['feed_read'].get('row_size_dumps_s', 0.0):.1f} s)"
             )
 
             spec = {"kind": "baseline", "source": pulls[0]["data_dir"] + "/edge.db", "target": str(workdir / "raw.db")}
@@ -1528,8 +1543,8 @@ def render(out: dict[str, Any]) -> bool:
     console.print(table)
 
     big = out["pulls"][0]
-    t = big["timing"]
-    c = big["central"]
+    t: dict[str, float] = defaultdict(float, big["timing"])
+    c: dict[str, float] = defaultdict(float, big["central"])
     rest = big["seconds"] - t["pull_request_s"] - t["apply_batch_s"]
     split = Table(title=f"Where the {big['report']['pulled_rows']:,}-row pull spent its {big['seconds']:.1f} s")
     for column in ("side", "part", "seconds", "share"):
@@ -1554,7 +1569,7 @@ def render(out: dict[str, Any]) -> bool:
     split.add_row("cpu", "edge process", f"{big['cpu_s']:.1f}", f"{big['cpu_s'] / big['seconds']:.0%}")
     split.add_row("cpu", "central process", f"{c['server_cpu_s']:.1f}", f"{c['server_cpu_s'] / big['seconds']:.0%}")
     split.add_row("cpu", "PostgreSQL", f"{c['postgres_cpu_s']:.1f}", f"{c['postgres_cpu_s'] / big['seconds']:.0%}")
-    fr = out["feed_read"]
+    fr: dict[str, float] = defaultdict(float, out["feed_read"])
     split.add_row(
         "central",
         f"in process, no HTTP: the whole feed read ({fr['batches']:.0f} batches)",

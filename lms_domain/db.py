@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 from sqlalchemy.util import await_only
 
 from lms_domain.ids import new_id
@@ -88,6 +88,13 @@ class SyncMixin(TimestampMixin):
     origin_node_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
     change_seq: Mapped[int | None] = mapped_column(sa.BigInteger, default=None, index=True)
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:
+        # Optimistic concurrency on the version: an UPDATE names the hlc it read, so a sync
+        # merge committed in between (a newer version from a school) is never overwritten by
+        # a write based on the older one; that unit of work fails and may be retried.
+        return {"version_id_col": cls.__table__.c.hlc, "version_id_generator": False}  # type: ignore[attr-defined]
 
 
 class TenantMixin:

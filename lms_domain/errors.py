@@ -56,6 +56,14 @@ class PreconditionFailed(DomainError):
     title = "Precondition failed"
 
 
+class Gone(DomainError):
+    """What the request names is no longer kept (a sync cursor older than the deletions
+    already collected): start again from the beginning."""
+
+    code = "gone"
+    title = "Gone"
+
+
 class PaymentDeclined(DomainError):
     code = "payment_declined"
     title = "Payment declined"

@@ -35,6 +35,7 @@ from lms_domain.subscriptions.dunning import run_dunning
 from lms_domain.subscriptions.invitations import invite_renewals
 from server.joblock import JobLocks
 from server.settings import Settings
+from sync.tombstones import collect_central
 
 log = logging.getLogger("somo.jobs")
 
@@ -97,6 +98,13 @@ async def payments_poll(ctx: JobContext) -> dict[str, Any]:
 async def queued_renewals(ctx: JobContext) -> dict[str, Any]:
     """Renewals approved at schools' edge nodes, arrived by sync: one prompt each."""
     return await send_queued_renewals(sessions=ctx.sessions, gateways=ctx.gateways, clock=ctx.clock)
+
+
+async def sync_tombstones(ctx: JobContext) -> dict[str, Any]:
+    """Deleted rows every node has pulled past, and the feed entries nothing needs any more."""
+    async with ctx.sessions() as session, session.begin():
+        done = await collect_central(session)
+    return {"feeds": done.feeds, "rows": done.rows, "feed_entries": done.feed_entries}
 
 
 async def renewals(ctx: JobContext) -> dict[str, Any]:
@@ -190,6 +198,7 @@ JOBS: dict[str, Job] = {
             queued_renewals,
             frequent=True,
         ),
+        Job("sync-tombstones", "daily at 03:45 Nairobi", cron(hour=3, minute=45), sync_tombstones),
     )
 }
 

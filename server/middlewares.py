@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import exc as sa_orm_exc
 
 from lms_domain.db import is_transient
 from lms_domain.errors import DomainError
@@ -93,6 +94,17 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             detail="; ".join(f"{'.'.join(e['loc']) or 'body'}: {e['msg']}" for e in errors),
             request=request,
             extra={"errors": errors},
+        )
+    except sa_orm_exc.StaleDataError:
+        # A row changed under this unit of work (a school's sync merged a newer version of it
+        # meanwhile): nothing was written; the caller reads again and retries.
+        log.info("stale write refused", exc_info=True)
+        return problem_response(
+            status=409,
+            code="changed_meanwhile",
+            title="Conflict",
+            detail="the record changed while this request was working on it; read it again and retry",
+            request=request,
         )
     except sa_exc.IntegrityError:
         # A uniqueness or foreign-key race that the service's own checks could not see

@@ -23,6 +23,7 @@ _STATUS_BY_ERROR: list[tuple[type[errors.DomainError], int]] = [
     (errors.PermissionDenied, 403),
     (errors.Conflict, 409),
     (errors.PreconditionFailed, 409),
+    (errors.Gone, 410),
     (errors.InvalidInput, 422),
     (errors.PaymentDeclined, 402),
     (errors.NotImplementedYet, 501),

@@ -23,7 +23,16 @@ from lms_domain.errors import InvalidInput
 from sync import state
 from sync.codec import check_columns, decode_rows, encode_value
 from sync.merge import insert_absent, upsert
-from sync.policy import COMPANIONS, POLICIES, TablePolicy, content_columns, same_content, table, wire_columns
+from sync.policy import (
+    COMPANIONS,
+    POLICIES,
+    Merge,
+    TablePolicy,
+    content_columns,
+    same_content,
+    table,
+    wire_columns,
+)
 from sync.protocol import Cursor
 
 _COMPANION_TABLES = frozenset(name for _, name in COMPANIONS.values())
@@ -66,8 +75,9 @@ async def apply_batch(
         rows = decode_rows(target, columns, chunk.get("r"))
         if not rows:
             continue
-        if policy.logs_conflicts:
-            applied.conflicts += await _log_lost_local_edits(session, policy, rows, context.node_id, now)
+        pending = await _pending(session, policy, rows) if policy.merge is not Merge.SERVER else set()
+        if pending and policy.logs_conflicts:
+            applied.conflicts += await _log_lost_local_edits(session, policy, rows, pending, context.node_id, now)
         for row in rows:
             applied.max_hlc = max(applied.max_hlc, row.get("hlc") or 0)
             for column, value in policy.fill.items():
@@ -75,6 +85,9 @@ async def apply_batch(
         # Private columns the node fills itself (a local password) are never overwritten.
         stmt = upsert(policy, [*columns, *policy.fill], dialect, updatable=frozenset(columns))
         await session.execute(stmt, rows)
+        if pending:
+            context.hlc.observe(max(r["hlc"] for r in rows))  # the new stamps beat what arrived
+            await _restamp(session, policy, pending, context)
         applied.rows += len(rows)
     await state.write(session, state.CURSOR, {"value": str(new_cursor)})
     if applied.max_hlc:
@@ -82,19 +95,39 @@ async def apply_batch(
     return new_cursor, bool(document.get("more")), applied
 
 
+async def _pending(session: AsyncSession, policy: TablePolicy, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
+    """Rows of the batch this node has changed and not pushed yet."""
+    ids = [r["id"] for r in rows]
+    stmt = sa.select(OutboxEntry.row_id).where(OutboxEntry.table_name == policy.name, OutboxEntry.row_id.in_(ids))
+    return set(await session.scalars(stmt))
+
+
+async def _restamp(session: AsyncSession, policy: TablePolicy, pending: set[uuid.UUID], context: SyncContext) -> None:
+    """A row with an unpushed local change, merged with a version from elsewhere, becomes a new
+    local version of the merge. Otherwise the merge would carry the other node's version stamp,
+    the push (which sends only this node's own versions) would skip it, and what this node
+    contributed (a later deletion, a higher progress) would never reach the central server."""
+    target = table(policy.name)
+    stmt = (
+        sa.update(target)
+        .where(target.c.id == sa.bindparam("row_id"))
+        .values(hlc=sa.bindparam("new_hlc"), origin_node_id=sa.bindparam("me"))
+    )
+    await session.execute(
+        stmt, [{"row_id": row_id, "new_hlc": context.hlc.tick(), "me": context.node_id} for row_id in pending]
+    )
+
+
 async def _log_lost_local_edits(
-    session: AsyncSession, policy: TablePolicy, rows: list[dict[str, Any]], node_id: uuid.UUID, now: datetime
+    session: AsyncSession,
+    policy: TablePolicy,
+    rows: list[dict[str, Any]],
+    pending: set[uuid.UUID],
+    node_id: uuid.UUID,
+    now: datetime,
 ) -> int:
     """A row edited here and not yet pushed, overtaken by a newer version from elsewhere: the
     local edit loses, and is kept in the conflict log rather than vanishing."""
-    ids = [r["id"] for r in rows]
-    pending = set(
-        await session.scalars(
-            sa.select(OutboxEntry.row_id).where(OutboxEntry.table_name == policy.name, OutboxEntry.row_id.in_(ids))
-        )
-    )
-    if not pending:
-        return 0
     target = table(policy.name)
     local = {
         r.id: dict(r._mapping)

@@ -1,8 +1,8 @@
 """Per-table checksums of a scope: how two nodes tell, cheaply, that they hold the same rows.
 
 Order-independent (rows are hashed one by one and the digests XOR-folded), over the columns
-that say what a row holds (private and feed columns left out), with tombstones included:
-two nodes agree only if every row, live or deleted, is the same version with the same content.
+that say what a row holds (private and feed columns left out), over live rows: tombstones are
+collected at different times on different nodes, so a deleted row counts by its absence.
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ from sync.protocol import SyncScope
 
 def _where(name: str, scope: SyncScope) -> sa.ColumnElement[bool]:
     target = table(name)
+    live = target.c.deleted_at.is_(None)
     if name == "institutions":
-        return target.c.id == scope.institution_id
+        return sa.and_(live, target.c.id == scope.institution_id)
     if name in CATALOG:
-        return sa.or_(target.c.institution_id.is_(None), target.c.institution_id == scope.institution_id)
-    return target.c.institution_id == scope.institution_id
+        mine = sa.or_(target.c.institution_id.is_(None), target.c.institution_id == scope.institution_id)
+        return sa.and_(live, mine)
+    return sa.and_(live, target.c.institution_id == scope.institution_id)
 
 
 async def scope_checksums(session: AsyncSession, scope: SyncScope, page: int = 5000) -> dict[str, dict[str, Any]]:

@@ -23,12 +23,12 @@ from lms_domain.access import Actor
 from lms_domain.changefeed import SyncContext
 from lms_domain.clock import Clock
 from lms_domain.courses.models import Asset
-from lms_domain.errors import InvalidInput, NotFound, PermissionDenied, Unauthenticated
+from lms_domain.errors import Gone, InvalidInput, NotFound, PermissionDenied, Unauthenticated
 from lms_domain.ids import natural_id
 from lms_domain.platform import edge_nodes
 from lms_domain.platform.models import EdgeNode
 from lms_domain.tenancy.models import Role
-from sync import auth
+from sync import auth, tombstones
 from sync.codec import compress, dumps, inflate, loads
 from sync.feed import read_batch
 from sync.protocol import (
@@ -196,6 +196,12 @@ def sync_routes(deps_of: Callable[[web.Request], CentralSync]) -> web.RouteTable
             raise InvalidInput("limit must be 1 or more", code="invalid_request")
         async with deps.read_sessionmaker() as session:
             scope = await scope_of(request, deps, session)
+            for feed, after in since.feeds(scope.institution_id):
+                if await tombstones.expired(session, feed, after):
+                    raise Gone(
+                        "deletions older than this cursor were collected: copy afresh from cursor 0.0",
+                        code="cursor_expired",
+                    )
             batch = await read_batch(session, scope, since, max_rows=limit, max_bytes=deps.batch_bytes)
         if scope.learner_id is None:
             await _record_pull(deps, scope.node_id, since)

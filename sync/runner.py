@@ -19,12 +19,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from lms_domain.changefeed import SyncContext
+from lms_domain.changefeed.models import OutboxEntry
 from lms_domain.clock import Clock
 from lms_domain.courses.models import Asset
-from sync import outbox, state
+from sync import outbox, state, tombstones
 from sync.apply import apply_batch
 from sync.client import SyncClient, SyncError
-from sync.protocol import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS
+from sync.policy import POLICIES, table
+from sync.protocol import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS, Cursor
 
 log = logging.getLogger("somo.sync")
 
@@ -47,6 +49,8 @@ class SyncReport:
     bytes_down: int = 0
     seconds: float = 0.0
     new_epoch: int | None = None
+    recopied: bool = False
+    tombstones_collected: int = 0
 
     def summary(self) -> dict[str, Any]:
         out = asdict(self)
@@ -85,7 +89,7 @@ async def sync_once(
         raise SyncError(400, "not_enrolled", "this node is not enrolled: run somo edge init")
     try:
         await _push(db, client, identity, report, batch_rows, batch_bytes, pending, progress)
-        await _pull(db, client, report, batch_rows, progress)
+        await pull(db, client, report, batch_rows, progress)
         if asset_dir is not None:
             report.assets = await cache_assets(db, client, asset_dir)
     except Exception as exc:
@@ -151,13 +155,27 @@ async def _push(
             progress("push", report.pushed_rows, pending)
 
 
-async def _pull(
-    db: NodeDatabase, client: SyncClient, report: SyncReport, batch_rows: int, progress: Progress | None
+async def pull(
+    db: NodeDatabase, client: SyncClient, report: SyncReport, batch_rows: int, progress: Progress | None = None
 ) -> None:
+    """The pull half alone: what a sync does after pushing, and what happens anyway to any change
+    made at the node while a sync runs (it is pushed next time)."""
     async with db.read() as session:
         cursor = await state.cursor(session)
     while True:
-        document = await client.pull(cursor, batch_rows)
+        try:
+            document = await client.pull(cursor, batch_rows)
+        except SyncError as exc:
+            if exc.code != "cursor_expired" or cursor == Cursor():
+                raise
+            # Offline for longer than deletions are kept centrally: some may have been missed.
+            # Copy afresh, keeping only what this node has not pushed yet.
+            log.warning("sync cursor expired: copying afresh", extra={"cursor": str(cursor)})
+            async with db.apply() as session, session.begin():
+                await forget_synced_rows(session)
+            cursor = Cursor()
+            report.recopied = True
+            continue
         async with db.apply() as session, session.begin():
             cursor, more, applied = await apply_batch(
                 session, document, context=db.context, now=db.clock.now(), expected=cursor
@@ -168,7 +186,20 @@ async def _pull(
         if progress:
             progress("pull", report.pulled_rows, None)
         if not more:
-            return
+            break
+    async with db.apply() as session, session.begin():
+        # Deletions this node has applied (or pushed) need no tombstone here: it keeps live rows.
+        report.tombstones_collected = await tombstones.collect(session, feed=None, horizon=None, keep_pending=True)
+
+
+async def forget_synced_rows(session: AsyncSession) -> None:
+    """Every synced row except those with changes still to push, and the cursor: the next
+    pull is a fresh copy."""
+    for name in POLICIES:
+        target = table(name)
+        pending = sa.select(OutboxEntry.row_id).where(OutboxEntry.table_name == name)
+        await session.execute(sa.delete(target).where(target.c.id.not_in(pending)))
+    await state.write(session, state.CURSOR, {"value": str(Cursor())})
 
 
 async def cache_assets(db: NodeDatabase, client: SyncClient, asset_dir: Path) -> int:

@@ -88,6 +88,9 @@ def _before_flush(session: Session, _flush_context: Any, _instances: Any) -> Non
         if row.id is None:  # type: ignore[attr-defined]
             row.id = new_id()  # type: ignore[attr-defined]
         base_hlc = _committed_hlc(row)
+        # Newer than the version it replaces, whatever this node's clock says (that version
+        # may have come from a school whose clock runs a day ahead).
+        context.hlc.observe(base_hlc)
         row.hlc = context.hlc.tick()
         row.origin_node_id = context.node_id
         if cast("datetime | None", row.created_at) is None:

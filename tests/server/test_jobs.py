@@ -140,7 +140,7 @@ async def test_somo_jobs_run_runs_one_now(database_url: str, tmp_path: Path) -> 
     assert unknown.returncode == 2
     assert unknown.stderr.strip() == (
         "somo jobs: no job called 'payroll'; there are: payments-poll, notifications, renewals, dunning, "
-        "reconciliation, cleanup, progress-digest, queued-renewals"
+        "reconciliation, cleanup, progress-digest, queued-renewals, sync-tombstones"
     )
 
 

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 from aiohttp import web
 from aiohttp.test_utils import unused_port
-from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import HealthCheck, Phase, example, given, note, settings
 from hypothesis import strategies as st
 
 from edge_node.node import NodeFiles, init_node
@@ -275,6 +275,7 @@ async def _run(world: World, program: list[tuple[Any, ...]]) -> None:
 def test_every_node_converges_and_no_attempt_is_lost(
     database_url: str, tmp_path_factory: pytest.TempPathFactory, program: list[tuple[Any, ...]]
 ) -> None:
+    note(f"program = {program!r}")  # printed when the example fails (fixtures hide the arguments)
     asyncio.run(_example(database_url, tmp_path_factory.mktemp("converge"), program))
 
 

@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import sqlalchemy.orm.exc
 
 from lms_domain.changefeed.models import SyncConflict
 from lms_domain.courses.models import Enrollment, LessonProgress
 from lms_domain.learning import service as learning
 from lms_domain.learning.schemas import ProgressUpdate
 from lms_domain.tenancy.models import Learner
+from sync.runner import SyncReport, pull
 from tests.sync.conftest import Central, Edge, EdgeFactory
 
 
@@ -155,3 +157,52 @@ async def test_a_skewed_node_clock_gives_the_same_merge(
         rows = await session.execute(sa.select(LessonProgress.lesson_id, LessonProgress.percent))
         on_edge = {k: v for k, v in rows}  # noqa: C416 - rows are Row objects, not pairs
     assert on_edge == {course.lessons[0].id: 50, course.lessons[1].id: 20}
+
+
+# On SQLite a unit of work that may write holds the one writer lock from its first statement, so
+# a merge cannot come in between; on Postgres it can, and the version check refuses the write.
+@pytest.mark.backend_only("postgres")
+async def test_a_write_based_on_a_version_a_sync_replaced_is_refused(central: Central, make_edge: EdgeFactory) -> None:
+    edge = await make_edge(central.a)
+    await edge.sync()
+    learner_id = central.a.learners[0].id
+    async with central.makers() as office:
+        learner = await office.get(Learner, learner_id)  # the office reads...
+        assert learner is not None
+        await rename_at(edge.node.db.write, learner_id, "Renamed at school")
+        await edge.sync()  # ...a school's newer version is merged meanwhile...
+        learner.display_name = "Renamed from a stale read"  # ...and the office writes
+
+        with pytest.raises(sa.orm.exc.StaleDataError):
+            await office.commit()
+
+    assert (await names(central))[learner_id] == "Renamed at school"
+
+
+async def test_what_a_node_adds_to_a_merge_before_pushing_still_reaches_the_central_server(
+    central: Central, make_edge: EdgeFactory
+) -> None:
+    edge = await make_edge(central.a)
+    await edge.sync()
+    course = central.a.course
+    learner, leaver = central.a.learners[0].id, central.a.learners[1].id
+    await progress_at(edge.node.db.write, edge.actor, edge.clock, learner, course.course.id, course.lessons[0].id, 60)
+    async with edge.node.db.write() as session, session.begin():
+        row = await session.get(Learner, leaver)
+        assert row is not None
+        row.deleted_at = edge.clock.now()
+    central.clock.advance(timedelta(minutes=5))  # the office's versions are the newer ones
+    await progress_at(
+        central.makers, central_actor(central), central.clock, learner, course.course.id, course.lessons[0].id, 30
+    )
+    await rename_at(central.makers, leaver, "Renamed at the office")
+
+    # The node pulls before it pushes (changes made while a sync runs go out next time).
+    await pull(edge.node.db, edge.client, SyncReport(), 500)
+    await edge.sync()
+
+    async with central.makers() as session:
+        percent = await session.scalar(sa.select(LessonProgress.percent).where(LessonProgress.learner_id == learner))
+        gone = await session.scalar(sa.select(Learner.deleted_at).where(Learner.id == leaver))
+    assert percent == 60, "the node's higher progress was lost"
+    assert gone is not None, "the node's deletion was lost"
