@@ -38,7 +38,8 @@ COPY --from=builder /opt/venv /opt/venv
 
 WORKDIR /app
 # var/ holds the SQLite file when no SOMO_DATABASE__URL is given (development only).
-RUN mkdir -p /app/var && chown -R somo:somo /app
+# /data/edge: an edge node's volume starts owned by somo (docker copies the image's folder).
+RUN mkdir -p /app/var /data/edge && chown -R somo:somo /app /data
 
 USER somo
 

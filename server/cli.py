@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Listed for --help only: the somo script hands `edge` to edge_node.cli, which builds on this
     # package (server must not import the edge).
-    sub.add_parser("edge", help="a school's edge node: init, run, sync, status (somo edge --help)")
+    edge = sub.add_parser("edge", help="a school's edge node: init, run, sync, status (somo edge --help)")
+    edge.add_argument("edge_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     seed = sub.add_parser("seed", help="load the demo data (idempotent)")
     seed.add_argument("--clear", action="store_true", help="remove the demo data first")
 

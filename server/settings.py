@@ -251,7 +251,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholders_outside_development(self) -> Settings:
-        if self.environment == "development":
+        # An edge node holds no provider secrets at all, and signs its logins with the secret
+        # in its own data directory (written by `somo edge init`), never one from the environment.
+        if self.environment == "development" or self.sync.role is NodeRole.EDGE:
             return self
         offenders = [
             name for name, secret in self.secrets() if not secret.strip() or secret.startswith(PLACEHOLDER_PREFIX)

@@ -159,6 +159,17 @@ CENTRAL_ONLY = (
     "line_items",
     "coupons",
     "audit_log",
+    # Messaging runs centrally: notifications, their templates and tries, SMS and USSD traffic,
+    # and the dunning schedules and renewal attempts that drive them.
+    "notification_log",
+    "notification_preferences",
+    "notification_templates",
+    "notification_tries",
+    "inbound_sms",
+    "sms_delivery_reports",
+    "ussd_session_events",
+    "dunning_schedules",
+    "subscription_renewal_attempts",
 )
 
 # A row the learner tables reference but which is not versioned itself: global, keyed by
