@@ -49,7 +49,7 @@ from server.middlewares import problem_middleware, request_id_middleware
 from server.pdf.certificate import FpdfCertificateRenderer
 from server.settings import Settings
 from sync import outbox, state
-from sync.client import SyncError
+from sync.client import SyncClient, SyncError
 from sync.runner import SyncReport, sync_once
 
 log = logging.getLogger("somo.edge")
@@ -84,22 +84,21 @@ async def edge_node_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def run_sync(app: web.Application) -> SyncReport:
-    """One sync now; the loop and ``POST /sync/now`` share it (never two at a time)."""
+async def run_sync(app: web.Application, client: SyncClient) -> SyncReport:
+    """One sync now, with the loop's client (which keeps its token between syncs, so a sync
+    with nothing to do is one request)."""
     node, loop, settings = app[node_key], app[sync_loop_key], app[settings_key]
-    async with aiohttp.ClientSession() as http:
-        client = client_for(node, http, timeout_s=settings.edge.request_timeout_s)
-        loop.running = True
-        try:
-            report = await sync_once(
-                node.db,
-                client,
-                batch_rows=settings.sync.batch_rows,
-                batch_bytes=settings.sync.batch_bytes,
-                asset_dir=node.files.assets,
-            )
-        finally:
-            loop.running = False
+    loop.running = True
+    try:
+        report = await sync_once(
+            node.db,
+            client,
+            batch_rows=settings.sync.batch_rows,
+            batch_bytes=settings.sync.batch_bytes,
+            asset_dir=node.files.assets,
+        )
+    finally:
+        loop.running = False
     loop.last_report = report.summary()
     return report
 
@@ -125,10 +124,13 @@ async def sync_loop_ctx(app: web.Application) -> AsyncIterator[None]:
     loop = app[sync_loop_key]
     interval = settings.edge.sync_interval_s
 
+    http = aiohttp.ClientSession()
+    client = client_for(app[node_key], http, timeout_s=settings.edge.request_timeout_s)
+
     async def forever() -> None:
         while True:
             try:
-                report = await run_sync(app)
+                report = await run_sync(app, client)
                 loop.failures = 0
                 log.info("sync done", extra=report.summary())
                 wait = interval
@@ -162,6 +164,7 @@ async def sync_loop_ctx(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
         with suppress(asyncio.CancelledError):
             await task
+    await http.close()
 
 
 async def sync_status(request: web.Request) -> web.Response:
