@@ -106,7 +106,7 @@ from server.migrate import upgrade
 from server.settings import CENTRAL_NODE_ID
 from sync.client import SyncClient
 from sync.policy import POLICIES, table
-from sync.runner import NodeDatabase, SyncReport, sync_once
+from sync.runner import NodeDatabase, sync_once
 
 ROWS_PER_LEARNER = 50
 PUSH_ROWS_PER_LEARNER = 10  # an enrollment and 9 lesson-progress rows
@@ -663,10 +663,6 @@ async def _wait_go() -> None:
         raise SystemExit("the benchmark went away")
 
 
-def _report(report: SyncReport) -> dict[str, Any]:
-    return report.summary()
-
-
 async def _counts(db: NodeDatabase) -> dict[str, int]:
     names = [*POLICIES, "phones"]
     async with db.read() as session:
@@ -783,7 +779,7 @@ async def child_pull(spec: dict[str, Any]) -> dict[str, Any]:
         out["sync_peak_rss_mib"] = _status_kib("VmHWM") / 1024
         out["peak_rss_mib"] = max(lifetime_peak, _status_kib("VmHWM")) / 1024
         out["seconds"] = seconds
-        out["report"] = _report(report)
+        out["report"] = report.summary()
         out["timing"] = dict(timing)
         if probe is not None and probe_task is not None:
             during_sync = await probe_task
@@ -812,10 +808,10 @@ async def child_incremental(spec: dict[str, Any]) -> dict[str, Any]:
         idle = await sync_once(node.db, client)
         idle_s = time.perf_counter() - began
     return {
-        "warmup": _report(warm),
-        "changes": _report(changes),
+        "warmup": warm.summary(),
+        "changes": changes.summary(),
         "changes_s": changes_s,
-        "noop": _report(idle),
+        "noop": idle.summary(),
         "noop_s": idle_s,
     }
 
@@ -898,7 +894,7 @@ async def child_push(spec: dict[str, Any]) -> dict[str, Any]:
     push_end = marks.get("pull_start", ended)
     return {
         "node_id": str(identity.node_id),
-        "first_pull": _report(first),
+        "first_pull": first.summary(),
         "write_s": write_s,
         "outbox_before": pending,
         "outbox_after": left,
@@ -906,7 +902,7 @@ async def child_push(spec: dict[str, Any]) -> dict[str, Any]:
         "push_end": push_end,
         "push_s": push_end - began,
         "sync_s": ended - began,
-        "report": _report(report),
+        "report": report.summary(),
     }
 
 
@@ -993,7 +989,7 @@ class Child:
                 await self._drain
                 raise RuntimeError(f"{self.label} exited {self.proc.returncode}:\n" + "\n".join(self.errors))
             line = raw.decode().rstrip("\n")
-            if line.startswith(("@@",)):
+            if line.startswith("@@"):
                 return line
 
     async def ready(self) -> None:
@@ -1552,7 +1548,7 @@ def render(out: dict[str, Any]) -> bool:
     parts = [
         ("edge", "waiting for pull answers (server, loopback, gunzip, JSON)", t["pull_request_s"]),
         ("edge", "apply_batch: decoding rows (codec.decode_rows)", t["decode_rows_s"]),
-        ("edge", "apply_batch: lost-edit check (outbox lookup)", t["lost_edit_check_s"]),
+        ("edge", "apply_batch: lost-edit check (outbox lookup, if the code has it)", t["lost_edit_check_s"]),
         ("edge", "apply_batch: building the merge statements (merge.upsert)", t["upsert_build_s"]),
         (
             "edge",
