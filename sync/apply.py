@@ -43,12 +43,48 @@ class Applied:
     rows: int = 0
     conflicts: int = 0
     max_hlc: int = 0
+    tombstones: int = 0
+
+
+def split(document: Any, rows_per_part: int) -> list[dict[str, Any]]:
+    """One pull answer as parts of at most ``rows_per_part`` rows, for short transactions:
+    learners' writes wait for one part, not a whole batch. Only the last part moves the
+    cursor, so a kill between parts re-applies the batch (which changes nothing)."""
+    if not isinstance(document, dict) or not isinstance(document.get("tables"), list):
+        raise InvalidInput("a pull answer is an object with a list of tables", code="malformed_batch")
+    parts: list[dict[str, Any]] = []
+    current: list[dict[str, Any]] = []
+    room = rows_per_part
+    for chunk in document["tables"]:
+        rows = chunk.get("r") if isinstance(chunk, dict) else None
+        if not isinstance(rows, list):
+            current.append(chunk)  # apply_batch refuses it, with the reason
+            continue
+        start = 0
+        while start < len(rows) or (start == 0 and not rows):
+            take = rows[start : start + room]
+            current.append({**chunk, "r": take})
+            start += max(len(take), 1)
+            room -= len(take)
+            if room <= 0:
+                parts.append({"tables": current})
+                current, room = [], rows_per_part
+    parts.append({"tables": current})
+    head = {k: v for k, v in document.items() if k != "tables"}
+    return [{**head, **part} for part in parts]
 
 
 async def apply_batch(
-    session: AsyncSession, document: Any, *, context: SyncContext, now: datetime, expected: Cursor
+    session: AsyncSession,
+    document: Any,
+    *,
+    context: SyncContext,
+    now: datetime,
+    expected: Cursor,
+    write_cursor: bool = True,
 ) -> tuple[Cursor, bool, Applied]:
-    """Apply one pull answer; returns the new cursor and whether the feed has more."""
+    """Apply one pull answer (or one part of it); returns the new cursor and whether the feed
+    has more. The cursor is stored only with ``write_cursor`` (the last part)."""
     if not isinstance(document, dict) or not isinstance(document.get("tables"), list):
         raise InvalidInput("a pull answer is an object with a list of tables", code="malformed_batch")
     new_cursor = Cursor.parse(document.get("cursor"))
@@ -80,6 +116,8 @@ async def apply_batch(
             applied.conflicts += await _log_lost_local_edits(session, policy, rows, pending, context.node_id, now)
         for row in rows:
             applied.max_hlc = max(applied.max_hlc, row.get("hlc") or 0)
+            if row.get("deleted_at") is not None:
+                applied.tombstones += 1
             for column, value in policy.fill.items():
                 row.setdefault(column, value)
         # Private columns the node fills itself (a local password) are never overwritten.
@@ -89,7 +127,8 @@ async def apply_batch(
             context.hlc.observe(max(r["hlc"] for r in rows))  # the new stamps beat what arrived
             await _restamp(session, policy, pending, context)
         applied.rows += len(rows)
-    await state.write(session, state.CURSOR, {"value": str(new_cursor)})
+    if write_cursor:
+        await state.write(session, state.CURSOR, {"value": str(new_cursor)})
     if applied.max_hlc:
         context.hlc.observe(applied.max_hlc)  # later local edits then dominate what was seen
     return new_cursor, bool(document.get("more")), applied

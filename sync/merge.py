@@ -9,13 +9,14 @@ and, on the central server, assigns no new sequence numbers.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from sync.policy import Combine, Merge, TablePolicy, table
+from sync.policy import POLICIES, Combine, Merge, TablePolicy, table
 
 VERSION_COLUMNS = ("hlc", "origin_node_id", "updated_at", "change_seq")
 
@@ -60,7 +61,16 @@ def upsert(
 
     ``updatable`` narrows what an existing row may have changed (an edge editing a learner
     may touch the profile, not the account number); the version columns always move.
+    Built once per shape and cached: a sync sends the same few shapes thousands of times.
     """
+    return _upsert(policy.name, tuple(columns), dialect, updatable, returning)
+
+
+@functools.lru_cache(maxsize=512)
+def _upsert(
+    name: str, columns: tuple[str, ...], dialect: str, updatable: frozenset[str] | None, returning: bool
+) -> Any:
+    policy = POLICIES[name]
     target = table(policy.name)
     insert = postgresql.insert(target) if dialect == "postgresql" else sqlite.insert(target)
     excluded = insert.excluded

@@ -32,6 +32,7 @@ class PushBatch:
     digest: str
     rows: int
     document: dict[str, Any]
+    deletes: int = 0
 
 
 def _digest(entry_ids: list[uuid.UUID]) -> str:
@@ -83,6 +84,7 @@ async def next_batch(
     sent: set[tuple[str, uuid.UUID]] = set()
     used: list[OutboxEntry] = []
     size = 0
+    deletes = 0
     for entry in entries:
         used.append(entry)
         key = (entry.table_name, entry.row_id)
@@ -91,6 +93,7 @@ async def next_batch(
         if row is None or key in sent or row["origin_node_id"] != node_id:
             continue
         sent.add(key)
+        deletes += row.get("deleted_at") is not None
         columns = list(row)
         encoded = [encode_value(row[c]) for c in columns]
         chunk = tables.setdefault(entry.table_name, (columns, [], []))
@@ -126,6 +129,7 @@ async def next_batch(
         to_seq=to_seq,
         digest=digest,
         rows=len(sent),
+        deletes=deletes,
         document={
             "epoch": epoch,
             "from_seq": from_seq,

@@ -11,6 +11,7 @@ makes a replayed or re-ordered batch harmless and lets every node converge.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -200,7 +201,13 @@ def synced_models() -> list[type[SyncMixin]]:
 
 def wire_columns(policy: TablePolicy) -> list[str]:
     """The columns a row carries on the wire, in table order (stable across nodes)."""
-    return [c.name for c in table(policy.name).columns if c.name not in policy.private]
+    return list(_wire_columns(policy.name))
+
+
+@functools.lru_cache(maxsize=128)
+def _wire_columns(name: str) -> tuple[str, ...]:
+    private = POLICIES[name].private
+    return tuple(c.name for c in table(name).columns if c.name not in private)
 
 
 # Columns that version a row rather than say what it holds: two versions equal but for these

@@ -22,9 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms_domain.changefeed import SyncContext
 from lms_domain.changefeed.capture import take_sequence
-from lms_domain.changefeed.models import ChangeOp, OutboxEntry, SyncConflict, SyncRejection
+from lms_domain.changefeed.models import ChangeOp, SyncConflict, SyncRejection
 from lms_domain.db import Base
 from lms_domain.errors import InvalidInput
+from lms_domain.ids import new_id
 from sync.codec import check_columns, decode_rows, encode_value
 from sync.merge import insert_absent, upsert
 from sync.policy import (
@@ -269,20 +270,25 @@ class Receiver:
         except sa.exc.IntegrityError:
             changed = await self._merge_one_by_one(policy, stmt, params)
         by_id = {p["id"]: p for p in params}
-        for row_id, seq in changed:
-            row = by_id[row_id]
-            self.session.add(
-                OutboxEntry(
-                    scope=feed,
-                    seq=seq,
-                    table_name=policy.name,
-                    row_id=row_id,
-                    op=ChangeOp.DELETE if row.get("deleted_at") else ChangeOp.UPSERT,
-                    hlc=row["hlc"],
-                    base_hlc=bases[row_id],
-                    origin_node_id=self.scope.node_id,
-                    created_at=self.now,
-                )
+        if changed:
+            # One Core insert for the feed entries: an ORM object per merged row cost a fifth of a push.
+            await self.session.execute(
+                sa.insert(table("sync_outbox")),
+                [
+                    {
+                        "id": new_id(),
+                        "scope": feed,
+                        "seq": seq,
+                        "table_name": policy.name,
+                        "row_id": row_id,
+                        "op": (ChangeOp.DELETE if by_id[row_id].get("deleted_at") else ChangeOp.UPSERT).value,
+                        "hlc": by_id[row_id]["hlc"],
+                        "base_hlc": bases[row_id],
+                        "origin_node_id": self.scope.node_id,
+                        "created_at": self.now,
+                    }
+                    for row_id, seq in changed
+                ],
             )
         self.accepted[policy.name].update(by_id)
         self.outcome.applied += len(changed)

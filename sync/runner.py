@@ -8,6 +8,8 @@ costs one request (the empty pull), once the node holds a token.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -23,7 +25,7 @@ from lms_domain.changefeed.models import OutboxEntry
 from lms_domain.clock import Clock
 from lms_domain.courses.models import Asset
 from sync import outbox, state, tombstones
-from sync.apply import apply_batch
+from sync.apply import apply_batch, split
 from sync.client import SyncClient, SyncError
 from sync.policy import POLICIES, table
 from sync.protocol import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS, Cursor
@@ -33,6 +35,8 @@ log = logging.getLogger("somo.sync")
 # (stage, done, total or None): called after every batch, for a progress bar or a log line.
 Progress = Callable[[str, int, int | None], None]
 RESTORE_CODES = frozenset({"node_restored", "epoch_mismatch"})
+# Rows per apply transaction: about 10-15 ms of SQLite work, what a learner's write may wait.
+APPLY_ROWS = 250
 
 
 @dataclass
@@ -50,6 +54,8 @@ class SyncReport:
     seconds: float = 0.0
     new_epoch: int | None = None
     recopied: bool = False
+    pulled_tombstones: int = 0
+    pushed_tombstones: int = 0
     tombstones_collected: int = 0
 
     def summary(self) -> dict[str, Any]:
@@ -149,6 +155,7 @@ async def _push(
             await outbox.acknowledge(session, feed=feed, to_seq=int(ack["acked"]))
         report.pushed_batches += 1
         report.pushed_rows += batch.rows
+        report.pushed_tombstones += batch.deletes
         report.conflicts += int(ack.get("conflicts", 0))
         report.rejected.extend(ack.get("rejected", []))
         if progress:
@@ -156,40 +163,71 @@ async def _push(
 
 
 async def pull(
-    db: NodeDatabase, client: SyncClient, report: SyncReport, batch_rows: int, progress: Progress | None = None
+    db: NodeDatabase,
+    client: SyncClient,
+    report: SyncReport,
+    batch_rows: int,
+    progress: Progress | None = None,
+    *,
+    apply_rows: int = APPLY_ROWS,
 ) -> None:
-    """The pull half alone: what a sync does after pushing, and what happens anyway to any change
-    made at the node while a sync runs (it is pushed next time)."""
+    """The pull half alone: what a sync does after pushing (and what happens anyway to any
+    change made at the node while a sync runs: it is pushed next time).
+
+    Pipelined: the next batch is requested, with the cursor the current answer names, while
+    the current one is applied, so the central server's reading and this node's writing
+    overlap; at most two batches are ever held. Each batch is applied in parts of
+    ``apply_rows`` rows, each its own short transaction.
+    """
     async with db.read() as session:
         cursor = await state.cursor(session)
-    while True:
-        try:
-            document = await client.pull(cursor, batch_rows)
-        except SyncError as exc:
-            if exc.code != "cursor_expired" or cursor == Cursor():
-                raise
-            # Offline for longer than deletions are kept centrally: some may have been missed.
-            # Copy afresh, keeping only what this node has not pushed yet.
-            log.warning("sync cursor expired: copying afresh", extra={"cursor": str(cursor)})
-            async with db.apply() as session, session.begin():
-                await forget_synced_rows(session)
-            cursor = Cursor()
-            report.recopied = True
-            continue
+    fetch: asyncio.Task[dict[str, Any]] = asyncio.create_task(client.pull(cursor, batch_rows))
+    try:
+        while True:
+            try:
+                document = await fetch
+            except SyncError as exc:
+                if exc.code != "cursor_expired" or cursor == Cursor():
+                    raise
+                # Offline for longer than deletions are kept centrally: some may have been
+                # missed. Copy afresh, keeping only what this node has not pushed yet.
+                log.warning("sync cursor expired: copying afresh", extra={"cursor": str(cursor)})
+                async with db.apply() as session, session.begin():
+                    await forget_synced_rows(session)
+                cursor = Cursor()
+                report.recopied = True
+                fetch = asyncio.create_task(client.pull(cursor, batch_rows))
+                continue
+            parts = split(document, apply_rows)
+            announced = Cursor.parse(document.get("cursor") if isinstance(document, dict) else None)
+            more = bool(document.get("more")) if isinstance(document, dict) else False
+            if more:
+                fetch = asyncio.create_task(client.pull(announced, batch_rows))
+            for index, part in enumerate(parts):
+                last = index == len(parts) - 1
+                async with db.apply() as session, session.begin():
+                    _, _, applied = await apply_batch(
+                        session, part, context=db.context, now=db.clock.now(), expected=cursor, write_cursor=last
+                    )
+                report.pulled_rows += applied.rows
+                report.conflicts += applied.conflicts
+                report.pulled_tombstones += applied.tombstones
+                await asyncio.sleep(0)  # a learner's request, waiting, goes next
+            cursor = announced
+            report.pulled_batches += 1
+            if progress:
+                progress("pull", report.pulled_rows, None)
+            if not more:
+                break
+    finally:
+        if not fetch.done():
+            fetch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, SyncError):
+                await fetch
+    if report.pulled_tombstones or report.pushed_tombstones:
         async with db.apply() as session, session.begin():
-            cursor, more, applied = await apply_batch(
-                session, document, context=db.context, now=db.clock.now(), expected=cursor
-            )
-        report.pulled_batches += 1
-        report.pulled_rows += applied.rows
-        report.conflicts += applied.conflicts
-        if progress:
-            progress("pull", report.pulled_rows, None)
-        if not more:
-            break
-    async with db.apply() as session, session.begin():
-        # Deletions this node has applied (or pushed) need no tombstone here: it keeps live rows.
-        report.tombstones_collected = await tombstones.collect(session, feed=None, horizon=None, keep_pending=True)
+            # Deletions applied or pushed need no tombstone here: this node keeps live rows.
+            report.tombstones_collected = await tombstones.collect(session, feed=None, horizon=None, keep_pending=True)
 
 
 async def forget_synced_rows(session: AsyncSession) -> None:
