@@ -19,6 +19,7 @@ import aiohttp
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from lms_domain.changefeed import NodeRole, SyncContext, install_change_capture
@@ -30,7 +31,7 @@ from server.migrate import upgrade
 from server.settings import DatabaseSettings, SchedulerSettings, Settings
 from sync import auth, state
 from sync.client import SyncClient
-from sync.runner import NodeDatabase
+from sync.runner import Activity, NodeDatabase
 
 
 @dataclass(frozen=True)
@@ -112,12 +113,16 @@ async def open_node(files: NodeFiles, *, clock: Clock | None = None) -> AsyncIte
             raise InvalidInput(f"the node in {files.data_dir} never finished enrolling", code="not_enrolled")
         context = SyncContext(node_id=identity.node_id, role=NodeRole.EDGE, clock=clock)
         context.hlc.observe(floor)
+        activity = Activity()
+        # Every unit of work on the learners' engine (reads too) tells the sync to give way.
+        event.listen(engine.sync_engine, "begin", lambda _conn: activity.touch())
         db = NodeDatabase(
             write=make_sessionmaker(engine, context),
             read=make_sessionmaker(engine, context, read_only=True),
             apply=make_sessionmaker(apply_engine, context),
             context=context,
             clock=clock,
+            activity=activity,
         )
         yield OpenNode(db=db, identity=identity, key=key, files=files, engine=engine)
     finally:
