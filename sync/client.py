@@ -133,8 +133,13 @@ class SyncClient:
         result: dict[str, Any] = await self._call("POST", "/enroll", body=body, authed=False)
         return result
 
-    async def pull(self, cursor: Cursor, limit: int) -> dict[str, Any]:
-        document: dict[str, Any] = await self._call("GET", "/pull", params={"cursor": str(cursor), "limit": str(limit)})
+    async def pull(self, cursor: Cursor, limit: int, *, pushed: str | None = None) -> dict[str, Any]:
+        """``pushed``: this node's ``EPOCH.ACKED`` push watermark, when it holds every row it
+        pushed; the central server then leaves those rows out (see ``sync.feed``)."""
+        params = {"cursor": str(cursor), "limit": str(limit)}
+        if pushed:
+            params["pushed"] = pushed
+        document: dict[str, Any] = await self._call("GET", "/pull", params=params)
         return document
 
     async def push(self, document: dict[str, Any]) -> dict[str, Any]:

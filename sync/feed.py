@@ -95,9 +95,22 @@ class _Size:
 
 
 async def read_batch(
-    session: AsyncSession, scope: SyncScope, since: Cursor, *, max_rows: int, max_bytes: int
+    session: AsyncSession,
+    scope: SyncScope,
+    since: Cursor,
+    *,
+    max_rows: int,
+    max_bytes: int,
+    spare: uuid.UUID | None = None,
 ) -> PullBatch:
-    """The next batch after ``since``; ``more`` says whether another request would find rows."""
+    """The next batch after ``since``; ``more`` says whether another request would find rows.
+
+    ``spare``: a node that holds everything it pushed. Entries naming it as their origin are
+    rows it pushed and the central server stored as sent; the cursor moves past them, but
+    their rows are not sent back (a pushed change would otherwise return on the next pull).
+    An entry that is not a row's latest is skipped anyway, so a later change by anyone else
+    still arrives, at its own entry.
+    """
     batch = PullBatch(cursor=since, more=False)
     size = _Size()
     for feed, after in since.feeds(scope.institution_id):
@@ -107,7 +120,7 @@ async def read_batch(
             break
         entries = (
             await session.execute(
-                sa.select(OutboxEntry.seq, OutboxEntry.table_name, OutboxEntry.row_id)
+                sa.select(OutboxEntry.seq, OutboxEntry.table_name, OutboxEntry.row_id, OutboxEntry.origin_node_id)
                 .where(OutboxEntry.scope == feed, OutboxEntry.seq > after)
                 .order_by(OutboxEntry.seq)
                 .limit(room)
@@ -115,12 +128,14 @@ async def read_batch(
         ).all()
         if not entries:
             continue
+        window = len(entries)
+        last_seq = entries[-1][0]
+        if spare is not None:
+            entries = [e for e in entries if e[3] != spare]
         rows_by_table = await _current_rows(session, scope, entries)
         companions: dict[str, set[uuid.UUID]] = defaultdict(set)
-        last_seq = after
         full = False
-        for seq, name, row_id in entries:
-            last_seq = seq
+        for seq, name, row_id, _origin in entries:
             found = rows_by_table.get(name)
             row = found.get(row_id) if found else None
             if row is None:
@@ -139,11 +154,12 @@ async def read_batch(
                 if value is not None:
                     companions[name].add(value)
             if batch.raw_bytes >= max_bytes:
+                last_seq = seq
                 full = True
                 break
         batch.cursor = batch.cursor.advanced(feed, last_seq)
         await _add_companions(session, batch, companions)
-        if full or len(entries) == room:
+        if full or window == room:
             batch.more = True
             break
     return batch
@@ -153,7 +169,7 @@ async def _current_rows(
     session: AsyncSession, scope: SyncScope, entries: Sequence[Any]
 ) -> dict[str, dict[uuid.UUID, Sequence[Any]]]:
     wanted: dict[str, list[uuid.UUID]] = defaultdict(list)
-    for _seq, name, row_id in entries:
+    for _seq, name, row_id, *_ in entries:
         if name in POLICIES:  # a table that never leaves the central server is skipped here
             wanted[name].append(row_id)
     found: dict[str, dict[uuid.UUID, Sequence[Any]]] = {}

@@ -136,6 +136,19 @@ def sync_routes(deps_of: Callable[[web.Request], CentralSync]) -> web.RouteTable
         node = await edge_nodes.active_node(session, claims.node_id)
         return SyncScope(node.institution_id, node.id)
 
+    async def _spare(session: AsyncSession, scope: SyncScope, pushed: str | None) -> uuid.UUID | None:
+        """An edge that says it holds all it pushed (``pushed=EPOCH.ACKED``, matching what it
+        pushed here) is spared its own rows. A restored, copied or re-copying node (whose
+        watermark is behind, or which sends none) gets them back like everyone else. Phones
+        share one origin id per learner, so they are never spared."""
+        if scope.learner_id is not None or not pushed:
+            return None
+        epoch, _, acked = pushed.partition(".")
+        if not (epoch.isdigit() and acked.isdigit()):
+            raise InvalidInput("pushed is EPOCH.ACKED, two whole numbers", code="invalid_request")
+        node = await edge_nodes.active_node(session, scope.node_id)
+        return node.id if (node.epoch, node.last_push_seq) == (int(epoch), int(acked)) else None
+
     @routes.post(PREFIX + "/enroll")
     async def enroll(request: web.Request) -> web.Response:
         """A new node uses its one-time code and leaves its public key."""
@@ -202,7 +215,8 @@ def sync_routes(deps_of: Callable[[web.Request], CentralSync]) -> web.RouteTable
                         "deletions older than this cursor were collected: copy afresh from cursor 0.0",
                         code="cursor_expired",
                     )
-            batch = await read_batch(session, scope, since, max_rows=limit, max_bytes=deps.batch_bytes)
+            spare = await _spare(session, scope, request.query.get("pushed"))
+            batch = await read_batch(session, scope, since, max_rows=limit, max_bytes=deps.batch_bytes, spare=spare)
         if scope.learner_id is None:
             await _record_pull(deps, scope.node_id, since)
         body = compress(dumps(batch.document()))

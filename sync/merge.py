@@ -66,6 +66,30 @@ def upsert(
     return _upsert(policy.name, tuple(columns), dialect, updatable, returning)
 
 
+def unnest_upsert_sql(policy: TablePolicy, columns: Sequence[str], *, updatable: frozenset[str] | None) -> str:
+    """``upsert`` for Postgres as SQL text taking one array per column (``unnest``), with
+    ``RETURNING id, change_seq``: one prepared statement whatever the batch size, and no
+    per-value parameter handling in Python (see ``sync.pg_bulk``)."""
+    return _unnest_upsert(policy.name, tuple(columns), updatable)
+
+
+@functools.lru_cache(maxsize=512)
+def _unnest_upsert(name: str, columns: tuple[str, ...], updatable: frozenset[str] | None) -> str:
+    from sync.pg_bulk import unnest_source
+
+    target = table(name)
+    # Columns a node never sends (private ones) take their defaults, as constants in the text.
+    defaults = [c for c in target.columns if c.name not in columns and c.default is not None and c.default.is_scalar]
+    constants = [sa.literal(c.default.arg, type_=c.type).label(c.name) for c in defaults]  # type: ignore[union-attr]
+    source = sa.select(sa.literal_column("*"), *constants).select_from(unnest_source(target, columns)).where(sa.true())
+    insert = postgresql.insert(target).from_select(
+        [*columns, *(c.name for c in defaults)], source, include_defaults=False
+    )
+    stmt = _merge_clause(POLICIES[name], insert, target, columns, updatable).returning(target.c.id, target.c.change_seq)
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    return str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+
 @functools.lru_cache(maxsize=512)
 def _upsert(
     name: str, columns: tuple[str, ...], dialect: str, updatable: frozenset[str] | None, returning: bool
@@ -73,6 +97,15 @@ def _upsert(
     policy = POLICIES[name]
     target = table(policy.name)
     insert = postgresql.insert(target) if dialect == "postgresql" else sqlite.insert(target)
+    stmt = _merge_clause(policy, insert, target, columns, updatable)
+    if returning:
+        stmt = stmt.returning(target.c.id, target.c.change_seq)
+    return stmt
+
+
+def _merge_clause(
+    policy: TablePolicy, insert: Any, target: sa.Table, columns: Sequence[str], updatable: frozenset[str] | None
+) -> Any:
     excluded = insert.excluded
     sets: dict[str, Any] = {}
     where: sa.ColumnElement[bool]
@@ -107,10 +140,7 @@ def _upsert(
             conditions.append(deletes)
         where = sa.or_(*conditions)
 
-    stmt: Any = insert.on_conflict_do_update(index_elements=[target.c.id], set_=sets, where=where)
-    if returning:
-        stmt = stmt.returning(target.c.id, target.c.change_seq)
-    return stmt
+    return insert.on_conflict_do_update(index_elements=[target.c.id], set_=sets, where=where)
 
 
 def insert_absent(name: str, dialect: str) -> Any:

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
 import sqlalchemy.exc
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms_domain.changefeed import SyncContext
@@ -26,8 +28,9 @@ from lms_domain.changefeed.models import ChangeOp, SyncConflict, SyncRejection
 from lms_domain.db import Base
 from lms_domain.errors import InvalidInput
 from lms_domain.ids import new_id
+from sync import pg_bulk
 from sync.codec import check_columns, decode_rows, encode_value
-from sync.merge import insert_absent, upsert
+from sync.merge import insert_absent, unnest_upsert_sql, upsert
 from sync.policy import (
     CATALOG,
     COMPANIONS,
@@ -97,8 +100,19 @@ def parse_chunks(document: Any) -> list[_Chunk]:
             raise InvalidInput(f"{name}: b must hold one base version per row", code="malformed_batch")
         if policy is not None and not {"hlc", "origin_node_id", "institution_id"} <= set(columns):
             raise InvalidInput(f"{name}: rows need hlc, origin_node_id and institution_id", code="malformed_batch")
+        if len({row["id"] for row in rows}) != len(rows):
+            raise InvalidInput(f"{name}: a row appears twice in one push", code="malformed_batch")
         chunks.append(_Chunk(name, policy, rows, bases, columns))
     return sorted(chunks, key=lambda c: _fk_order(c.name))
+
+
+_OUTBOX_SQL = (
+    "INSERT INTO sync_outbox (id, scope, seq, table_name, row_id, op, hlc, base_hlc, origin_node_id, created_at)"
+    " SELECT u.id, $2, u.seq, $4, u.row_id, u.op, u.hlc, u.base_hlc, u.origin_node_id, $10"
+    " FROM unnest(CAST($1 AS UUID[]), CAST($3 AS BIGINT[]), CAST($5 AS UUID[]), CAST($6 AS VARCHAR[]),"
+    " CAST($7 AS BIGINT[]), CAST($8 AS BIGINT[]), CAST($9 AS UUID[]))"
+    " AS u(id, seq, row_id, op, hlc, base_hlc, origin_node_id)"
+)
 
 
 class Receiver:
@@ -112,6 +126,12 @@ class Receiver:
         self.outcome = PushOutcome()
         self.accepted: dict[str, set[uuid.UUID]] = defaultdict(set)
         self.dialect = session.get_bind().dialect.name
+
+    def _among(self, column: sa.ColumnElement[Any], ids: Any) -> sa.ColumnElement[bool]:
+        """``column IN ids``; on Postgres ``= ANY(array)``, one prepared statement for any count."""
+        if self.dialect == "postgresql":
+            return column == sa.any_(sa.bindparam("ids", list(ids), type_=postgresql.ARRAY(sa.Uuid())))
+        return column.in_(ids)
 
     def _reject(self, name: str, row: dict[str, Any], reason: str, detail: str) -> None:
         row_id = row.get("id")
@@ -162,7 +182,7 @@ class Receiver:
             return
         if policy.logs_conflicts:
             self._log_conflicts(policy, kept, existing)
-        await self._merge(policy, chunk.columns, kept)
+        await self._merge(policy, chunk.columns, kept, existing)
 
     def _row_problem(self, row: dict[str, Any], current: dict[str, Any] | None) -> tuple[str, str] | None:
         if row["institution_id"] != self.scope.institution_id:
@@ -188,7 +208,7 @@ class Receiver:
     async def _existing(self, policy: TablePolicy, ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
         target = table(policy.name)
         columns = content_columns(policy) if policy.logs_conflicts else ["id", "institution_id", "hlc"]
-        stmt = sa.select(*[target.c[c] for c in columns]).where(target.c.id.in_(ids))
+        stmt = sa.select(*[target.c[c] for c in columns]).where(self._among(target.c.id, ids))
         return {r.id: dict(r._mapping) for r in await self.session.execute(stmt)}
 
     async def _check_references(
@@ -206,7 +226,7 @@ class Receiver:
             if not wanted:
                 continue
             ok = set(self.accepted.get(referred.name, set())) & wanted
-            stmt = sa.select(referred.c.id).where(referred.c.id.in_(wanted - ok))
+            stmt = sa.select(referred.c.id).where(self._among(referred.c.id, wanted - ok))
             if "institution_id" in referred.c:
                 stmt = stmt.where(
                     sa.or_(referred.c.institution_id == self.scope.institution_id, referred.c.institution_id.is_(None))
@@ -252,7 +272,13 @@ class Receiver:
                 )
             )
 
-    async def _merge(self, policy: TablePolicy, columns: list[str], kept: list[tuple[dict[str, Any], int]]) -> None:
+    async def _merge(
+        self,
+        policy: TablePolicy,
+        columns: list[str],
+        kept: list[tuple[dict[str, Any], int]],
+        existing: dict[uuid.UUID, dict[str, Any]],
+    ) -> None:
         feed = str(self.scope.institution_id)
         last = await take_sequence(self.session, feed, len(kept))
         first = last - len(kept) + 1
@@ -266,33 +292,82 @@ class Receiver:
         stmt = upsert(policy, [*columns, "change_seq"], self.dialect, updatable=updatable, returning=True)
         try:
             async with self.session.begin_nested():
-                changed = (await self.session.execute(stmt, params)).all()
+                if self.dialect == "postgresql":
+                    changed = await self._merge_arrays(policy, [*columns, "change_seq"], params)
+                else:
+                    changed = list((await self.session.execute(stmt, params)).all())
         except sa.exc.IntegrityError:
             changed = await self._merge_one_by_one(policy, stmt, params)
         by_id = {p["id"]: p for p in params}
         if changed:
-            # One Core insert for the feed entries: an ORM object per merged row cost a fifth of a push.
-            await self.session.execute(
-                sa.insert(table("sync_outbox")),
-                [
-                    {
-                        "id": new_id(),
-                        "scope": feed,
-                        "seq": seq,
-                        "table_name": policy.name,
-                        "row_id": row_id,
-                        "op": (ChangeOp.DELETE if by_id[row_id].get("deleted_at") else ChangeOp.UPSERT).value,
-                        "hlc": by_id[row_id]["hlc"],
-                        "base_hlc": bases[row_id],
-                        "origin_node_id": self.scope.node_id,
-                        "created_at": self.now,
-                    }
-                    for row_id, seq in changed
-                ],
-            )
+            # A row new here was stored exactly as the node sent it: its entry names the node,
+            # which is spared it on its next pull. A merged row may differ from the node's copy:
+            # its entry names the central server, so the node receives the result.
+            fresh = {row_id for row_id, _ in changed if row_id not in existing}
+            await self._publish(policy, feed, changed, by_id, bases, fresh)
         self.accepted[policy.name].update(by_id)
         self.outcome.applied += len(changed)
         self.outcome.unchanged += len(params) - len(changed)
+
+    async def _merge_arrays(self, policy: TablePolicy, columns: list[str], params: list[dict[str, Any]]) -> list[Any]:
+        """The merge on Postgres, one array per column (``sync.pg_bulk``). A uniqueness
+        collision surfaces as SQLAlchemy's ``IntegrityError``, as on the other path."""
+        sql = unnest_upsert_sql(policy, columns, updatable=policy.edge_updatable)
+        arrays = pg_bulk.column_arrays(table(policy.name), columns, params)
+        connection = await pg_bulk.driver(self.session)
+        try:
+            records = await connection.fetch(sql, *arrays)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise sa.exc.IntegrityError(sql[:200], None, exc) from exc
+        return [(r[0], r[1]) for r in records]
+
+    async def _publish(
+        self,
+        policy: TablePolicy,
+        feed: str,
+        changed: list[Any],
+        by_id: dict[uuid.UUID, dict[str, Any]],
+        bases: dict[uuid.UUID, int],
+        fresh: set[uuid.UUID],
+    ) -> None:
+        """The feed entries of the rows the merge changed, at the sequence numbers it gave them."""
+        deleted, upserted = ChangeOp.DELETE.value, ChangeOp.UPSERT.value
+        node, central = self.scope.node_id, self.context.node_id
+        if self.dialect == "postgresql":
+            connection = await pg_bulk.driver(self.session)
+            await connection.execute(
+                _OUTBOX_SQL,
+                [new_id() for _ in changed],
+                feed,
+                [seq for _, seq in changed],
+                policy.name,
+                [row_id for row_id, _ in changed],
+                [deleted if by_id[row_id].get("deleted_at") else upserted for row_id, _ in changed],
+                [by_id[row_id]["hlc"] for row_id, _ in changed],
+                [bases[row_id] for row_id, _ in changed],
+                [node if row_id in fresh else central for row_id, _ in changed],
+                self.now,
+            )
+            return
+        # One Core insert for the feed entries: an ORM object per merged row cost a fifth of a push.
+        await self.session.execute(
+            sa.insert(table("sync_outbox")),
+            [
+                {
+                    "id": new_id(),
+                    "scope": feed,
+                    "seq": seq,
+                    "table_name": policy.name,
+                    "row_id": row_id,
+                    "op": deleted if by_id[row_id].get("deleted_at") else upserted,
+                    "hlc": by_id[row_id]["hlc"],
+                    "base_hlc": bases[row_id],
+                    "origin_node_id": node if row_id in fresh else central,
+                    "created_at": self.now,
+                }
+                for row_id, seq in changed
+            ],
+        )
 
     async def _merge_one_by_one(self, policy: TablePolicy, stmt: Any, params: list[dict[str, Any]]) -> list[Any]:
         """A uniqueness collision (two schools' new learners with one account number):

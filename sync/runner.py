@@ -37,6 +37,10 @@ Progress = Callable[[str, int, int | None], None]
 RESTORE_CODES = frozenset({"node_restored", "epoch_mismatch"})
 # Rows per apply transaction: about 10-15 ms of SQLite work, what a learner's write may wait.
 APPLY_ROWS = 250
+# While learners use the node: smaller answers (each is parsed in one go on the event loop)
+# and smaller write transactions (a learner's write waits for at most one).
+BUSY_BATCH_ROWS = 400
+BUSY_APPLY_ROWS = 50
 
 
 @dataclass
@@ -192,11 +196,20 @@ async def pull(
     Pipelined: the next batch is requested, with the cursor the current answer names, while
     the current one is applied, so the central server's reading and this node's writing
     overlap; at most two batches are ever held. Each batch is applied in parts of
-    ``apply_rows`` rows, each its own short transaction.
+    ``apply_rows`` rows, each its own short transaction. While learners use the node the
+    sync asks for smaller batches, applies smaller parts and pauses between them.
     """
     async with db.read() as session:
         cursor = await state.cursor(session)
-    fetch: asyncio.Task[dict[str, Any]] = asyncio.create_task(client.pull(cursor, batch_rows))
+        watermark = await _watermark(session)
+
+    def busy() -> bool:
+        return db.activity is not None and db.activity.recent()
+
+    def limit() -> int:
+        return min(batch_rows, BUSY_BATCH_ROWS) if busy() else batch_rows
+
+    fetch: asyncio.Task[dict[str, Any]] = asyncio.create_task(client.pull(cursor, limit(), pushed=watermark))
     try:
         while True:
             try:
@@ -210,14 +223,15 @@ async def pull(
                 async with db.apply() as session, session.begin():
                     await forget_synced_rows(session)
                 cursor = Cursor()
+                watermark = None
                 report.recopied = True
-                fetch = asyncio.create_task(client.pull(cursor, batch_rows))
+                fetch = asyncio.create_task(client.pull(cursor, limit(), pushed=watermark))
                 continue
-            parts = split(document, apply_rows)
+            parts = split(document, min(apply_rows, BUSY_APPLY_ROWS) if busy() else apply_rows)
             announced = Cursor.parse(document.get("cursor") if isinstance(document, dict) else None)
             more = bool(document.get("more")) if isinstance(document, dict) else False
             if more:
-                fetch = asyncio.create_task(client.pull(announced, batch_rows))
+                fetch = asyncio.create_task(client.pull(announced, limit(), pushed=watermark))
             for index, part in enumerate(parts):
                 last = index == len(parts) - 1
                 started = time.monotonic()
@@ -230,14 +244,16 @@ async def pull(
                 report.pulled_tombstones += applied.tombstones
                 # Give way: while learners are using the node, the sync takes at most half the
                 # time (a part's work, then as long again for theirs); otherwise it runs flat out.
-                busy = db.activity is not None and db.activity.recent()
-                await asyncio.sleep(time.monotonic() - started if busy else 0)
+                await asyncio.sleep(time.monotonic() - started if busy() else 0)
             cursor = announced
             report.pulled_batches += 1
             if progress:
                 progress("pull", report.pulled_rows, None)
             if not more:
                 break
+        if watermark is None:
+            async with db.write() as session, session.begin():
+                await state.write(session, state.RECOPY, {})  # the copy is whole again
     finally:
         if not fetch.done():
             fetch.cancel()
@@ -249,14 +265,25 @@ async def pull(
             report.tombstones_collected = await tombstones.collect(session, feed=None, horizon=None, keep_pending=True)
 
 
+async def _watermark(session: AsyncSession) -> str | None:
+    """``EPOCH.ACKED``, or None while a fresh copy is under way (see ``state.RECOPY``)."""
+    if (await state.read(session, state.RECOPY)).get("active"):
+        return None
+    node = await state.identity(session)
+    if node is None:
+        return None
+    return f"{node.epoch}.{int((await state.read(session, state.PUSH)).get('acked', 0))}"
+
+
 async def forget_synced_rows(session: AsyncSession) -> None:
     """Every synced row except those with changes still to push, and the cursor: the next
-    pull is a fresh copy."""
+    pull is a fresh copy, which must bring back this node's own pushed rows too."""
     for name in POLICIES:
         target = table(name)
         pending = sa.select(OutboxEntry.row_id).where(OutboxEntry.table_name == name)
         await session.execute(sa.delete(target).where(target.c.id.not_in(pending)))
     await state.write(session, state.CURSOR, {"value": str(Cursor())})
+    await state.write(session, state.RECOPY, {"active": True})
 
 
 async def cache_assets(db: NodeDatabase, client: SyncClient, asset_dir: Path) -> int:

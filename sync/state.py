@@ -21,6 +21,9 @@ IDENTITY = "identity"
 CURSOR = "cursor"
 PUSH = "push"
 STATUS = "status"
+# Set while a fresh copy is under way (rows the node pushed itself were dropped, so it must
+# not ask to be spared its own changes, see ``sync.feed``); cleared when the copy completes.
+RECOPY = "recopy"
 
 
 async def read(session: AsyncSession, key: str) -> dict[str, Any]:

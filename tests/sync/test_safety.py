@@ -176,6 +176,13 @@ async def test_a_node_may_not_push_money_or_catalogue_state(central: Central, ma
         (lambda doc: {**doc, "tables": [{**doc["tables"][0], "c": ["id", "pin_hash"]}]}, "malformed_batch"),
         (lambda doc: {**doc, "tables": [{**doc["tables"][0], "r": [["not-a-uuid"]]}]}, "malformed_batch"),
         (lambda doc: {**doc, "to_seq": "7"}, "malformed_batch"),
+        (  # the same row twice: one statement cannot merge it twice
+            lambda doc: {
+                **doc,
+                "tables": [{**doc["tables"][0], "r": doc["tables"][0]["r"] * 2, "b": doc["tables"][0]["b"] * 2}],
+            },
+            "malformed_batch",
+        ),
     ],
 )
 async def test_a_malformed_batch_gets_a_4xx_and_changes_nothing(
