@@ -84,8 +84,10 @@ class Activity:
 
 @dataclass
 class NodeDatabase:
-    """The node's two ways into its database: the learners' (foreign keys on) for the outbox,
-    and the feed's (foreign keys off, see ``lms_domain.db.create_engine``) for applying."""
+    """The node's two ways into its database: the learners' (foreign keys on; its use is
+    what ``activity`` watches) and the sync's own (foreign keys off, see
+    ``lms_domain.db.create_engine``), for applying the feed and all the sync's bookkeeping,
+    so that a sync never mistakes its own work for a learner's and slows itself down."""
 
     write: async_sessionmaker[AsyncSession]
     read: async_sessionmaker[AsyncSession]  # read-only: never queues for SQLite's write lock
@@ -107,7 +109,7 @@ async def sync_once(
     started = time.monotonic()
     before = (client.traffic.requests, client.traffic.bytes_up, client.traffic.bytes_down)
     report = SyncReport()
-    async with db.read() as session:
+    async with db.apply() as session:
         identity = await state.identity(session)
         pending = await outbox.pending_count(session)
     if identity is None:
@@ -143,7 +145,7 @@ async def _push(
     epoch = identity.epoch
     restarts = 0
     while True:
-        async with db.write() as session, session.begin():
+        async with db.apply() as session, session.begin():
             batch = await outbox.next_batch(
                 session,
                 node_id=identity.node_id,
@@ -165,12 +167,12 @@ async def _push(
             restarts += 1
             epoch = await client.new_epoch()
             log.warning("edge database restored or copied: new epoch", extra={"epoch": epoch})
-            async with db.write() as session, session.begin():
+            async with db.apply() as session, session.begin():
                 await state.update(session, state.IDENTITY, epoch=epoch)
                 await outbox.restart_numbering(session)
             report.new_epoch = epoch
             continue
-        async with db.write() as session, session.begin():
+        async with db.apply() as session, session.begin():
             await outbox.acknowledge(session, feed=feed, to_seq=int(ack["acked"]))
         report.pushed_batches += 1
         report.pushed_rows += batch.rows
@@ -199,7 +201,7 @@ async def pull(
     ``apply_rows`` rows, each its own short transaction. While learners use the node the
     sync asks for smaller batches, applies smaller parts and pauses between them.
     """
-    async with db.read() as session:
+    async with db.apply() as session:
         cursor = await state.cursor(session)
         watermark = await _watermark(session)
 
@@ -252,7 +254,7 @@ async def pull(
             if not more:
                 break
         if watermark is None:
-            async with db.write() as session, session.begin():
+            async with db.apply() as session, session.begin():
                 await state.write(session, state.RECOPY, {})  # the copy is whole again
     finally:
         if not fetch.done():
@@ -288,7 +290,7 @@ async def forget_synced_rows(session: AsyncSession) -> None:
 
 async def cache_assets(db: NodeDatabase, client: SyncClient, asset_dir: Path) -> int:
     """Lesson files the node lacks, by checksum; a cut download resumes where it stopped."""
-    async with db.read() as session:
+    async with db.apply() as session:
         wanted = set(
             await session.scalars(
                 sa.select(Asset.checksum_sha256).where(Asset.file_path.is_not(None), Asset.deleted_at.is_(None))
@@ -308,5 +310,5 @@ async def _record(db: NodeDatabase, report: SyncReport, *, error: str | None) ->
     changes: dict[str, Any] = {"last_attempt_at": now, "last_error": error}
     if error is None:
         changes.update(last_sync_at=now, last_report=report.summary())
-    async with db.write() as session, session.begin():
+    async with db.apply() as session, session.begin():
         await state.update(session, state.STATUS, **changes)
