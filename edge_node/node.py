@@ -120,6 +120,7 @@ async def open_node(files: NodeFiles, *, clock: Clock | None = None) -> AsyncIte
             write=make_sessionmaker(engine, context),
             read=make_sessionmaker(engine, context, read_only=True),
             apply=make_sessionmaker(apply_engine, context),
+            apply_read=make_sessionmaker(apply_engine, context, read_only=True),
             context=context,
             clock=clock,
             activity=activity,

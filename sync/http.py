@@ -114,10 +114,29 @@ def device_node_id(learner_id: uuid.UUID) -> uuid.UUID:
     return natural_id("learner-device", learner_id)
 
 
+def _spare(node: EdgeNode | None, pushed: str | None) -> uuid.UUID | None:
+    """An edge that says it holds all it pushed (``pushed=EPOCH.ACKED``, matching what it
+    pushed here) is spared its own rows. A restored, copied or re-copying node (whose
+    watermark is behind, or which sends none) gets them back like everyone else. Phones
+    share one origin id per learner, so they are never spared."""
+    if node is None or not pushed:
+        return None
+    epoch, _, acked = pushed.partition(".")
+    if not (epoch.isdigit() and acked.isdigit()):
+        raise InvalidInput("pushed is EPOCH.ACKED, two whole numbers", code="invalid_request")
+    return node.id if (node.epoch, node.last_push_seq) == (int(epoch), int(acked)) else None
+
+
 def sync_routes(deps_of: Callable[[web.Request], CentralSync]) -> web.RouteTableDef:
     routes = web.RouteTableDef()
 
     async def scope_of(request: web.Request, deps: CentralSync, session: AsyncSession) -> SyncScope:
+        return (await caller(request, deps, session))[0]
+
+    async def caller(
+        request: web.Request, deps: CentralSync, session: AsyncSession
+    ) -> tuple[SyncScope, EdgeNode | None]:
+        """The scope of the credential, and the edge node behind it (None for a phone)."""
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -132,22 +151,9 @@ def sync_routes(deps_of: Callable[[web.Request], CentralSync]) -> web.RouteTable
             actor = deps.learner_of(token)  # raises Unauthenticated for anything else
             if actor.role is not Role.LEARNER or actor.learner_id is None or actor.institution_id is None:
                 raise PermissionDenied("phone sync is for learner logins", code="not_a_learner") from None
-            return SyncScope(actor.institution_id, device_node_id(actor.learner_id), actor.learner_id)
+            return SyncScope(actor.institution_id, device_node_id(actor.learner_id), actor.learner_id), None
         node = await edge_nodes.active_node(session, claims.node_id)
-        return SyncScope(node.institution_id, node.id)
-
-    async def _spare(session: AsyncSession, scope: SyncScope, pushed: str | None) -> uuid.UUID | None:
-        """An edge that says it holds all it pushed (``pushed=EPOCH.ACKED``, matching what it
-        pushed here) is spared its own rows. A restored, copied or re-copying node (whose
-        watermark is behind, or which sends none) gets them back like everyone else. Phones
-        share one origin id per learner, so they are never spared."""
-        if scope.learner_id is not None or not pushed:
-            return None
-        epoch, _, acked = pushed.partition(".")
-        if not (epoch.isdigit() and acked.isdigit()):
-            raise InvalidInput("pushed is EPOCH.ACKED, two whole numbers", code="invalid_request")
-        node = await edge_nodes.active_node(session, scope.node_id)
-        return node.id if (node.epoch, node.last_push_seq) == (int(epoch), int(acked)) else None
+        return SyncScope(node.institution_id, node.id), node
 
     @routes.post(PREFIX + "/enroll")
     async def enroll(request: web.Request) -> web.Response:
@@ -208,14 +214,14 @@ def sync_routes(deps_of: Callable[[web.Request], CentralSync]) -> web.RouteTable
         if limit < 1:
             raise InvalidInput("limit must be 1 or more", code="invalid_request")
         async with deps.read_sessionmaker() as session:
-            scope = await scope_of(request, deps, session)
+            scope, node = await caller(request, deps, session)
             for feed, after in since.feeds(scope.institution_id):
                 if await tombstones.expired(session, feed, after):
                     raise Gone(
                         "deletions older than this cursor were collected: copy afresh from cursor 0.0",
                         code="cursor_expired",
                     )
-            spare = await _spare(session, scope, request.query.get("pushed"))
+            spare = _spare(node, request.query.get("pushed"))
             batch = await read_batch(session, scope, since, max_rows=limit, max_bytes=deps.batch_bytes, spare=spare)
         if scope.learner_id is None:
             await _record_pull(deps, scope.node_id, since)

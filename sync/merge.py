@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from sync.pg_bulk import unnest_source
 from sync.policy import POLICIES, Combine, Merge, TablePolicy, table
 
 VERSION_COLUMNS = ("hlc", "origin_node_id", "updated_at", "change_seq")
@@ -75,8 +76,6 @@ def unnest_upsert_sql(policy: TablePolicy, columns: Sequence[str], *, updatable:
 
 @functools.lru_cache(maxsize=512)
 def _unnest_upsert(name: str, columns: tuple[str, ...], updatable: frozenset[str] | None) -> str:
-    from sync.pg_bulk import unnest_source
-
     target = table(name)
     # Columns a node never sends (private ones) take their defaults, as constants in the text.
     defaults = [c for c in target.columns if c.name not in columns and c.default is not None and c.default.is_scalar]

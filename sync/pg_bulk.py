@@ -34,9 +34,9 @@ def _array_type(column: sa.Column[Any]) -> str:
     return str(kind.compile(dialect=dialect))
 
 
-def unnest_source(target: sa.Table, columns: Sequence[str], first: int = 1) -> sa.TextClause:
+def unnest_source(target: sa.Table, columns: Sequence[str]) -> sa.TextClause:
     """``unnest(CAST($1 AS UUID[]), ...) AS u(col, ...)`` for ``columns`` of ``target``."""
-    arrays = ", ".join(f"CAST(${first + i} AS {_array_type(target.c[name])}[])" for i, name in enumerate(columns))
+    arrays = ", ".join(f"CAST(${i} AS {_array_type(target.c[name])}[])" for i, name in enumerate(columns, 1))
     names = ", ".join(f'"{name}"' for name in columns)
     return sa.text(f"unnest({arrays}) AS u({names})")
 
@@ -60,3 +60,12 @@ async def driver(session: AsyncSession) -> Any:
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     return raw.driver_connection
+
+
+@functools.lru_cache(maxsize=16)
+def unnest_insert_sql(target: sa.Table, columns: tuple[str, ...]) -> str:
+    """A plain insert of the rows given as one array per column (``column_arrays``)."""
+    source: sa.Select[Any] = sa.select(sa.literal_column("*")).select_from(unnest_source(target, columns))
+    stmt = sa.insert(target).from_select(list(columns), source, include_defaults=False)
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    return str(stmt.compile(dialect=dialect))

@@ -106,13 +106,10 @@ def parse_chunks(document: Any) -> list[_Chunk]:
     return sorted(chunks, key=lambda c: _fk_order(c.name))
 
 
-_OUTBOX_SQL = (
-    "INSERT INTO sync_outbox (id, scope, seq, table_name, row_id, op, hlc, base_hlc, origin_node_id, created_at)"
-    " SELECT u.id, $2, u.seq, $4, u.row_id, u.op, u.hlc, u.base_hlc, u.origin_node_id, $10"
-    " FROM unnest(CAST($1 AS UUID[]), CAST($3 AS BIGINT[]), CAST($5 AS UUID[]), CAST($6 AS VARCHAR[]),"
-    " CAST($7 AS BIGINT[]), CAST($8 AS BIGINT[]), CAST($9 AS UUID[]))"
-    " AS u(id, seq, row_id, op, hlc, base_hlc, origin_node_id)"
-)
+_OUTBOX = table("sync_outbox")
+_OUTBOX_COLUMNS = (
+    "id", "scope", "seq", "table_name", "row_id", "op", "hlc", "base_hlc", "origin_node_id", "created_at",
+)  # fmt: skip
 
 
 class Receiver:
@@ -330,44 +327,31 @@ class Receiver:
         bases: dict[uuid.UUID, int],
         fresh: set[uuid.UUID],
     ) -> None:
-        """The feed entries of the rows the merge changed, at the sequence numbers it gave them."""
+        """The feed entries of the rows the merge changed, at the sequence numbers it gave
+        them, in one statement (an ORM object per merged row cost a fifth of a push)."""
         deleted, upserted = ChangeOp.DELETE.value, ChangeOp.UPSERT.value
         node, central = self.scope.node_id, self.context.node_id
+        entries = [
+            {
+                "id": new_id(),
+                "scope": feed,
+                "seq": seq,
+                "table_name": policy.name,
+                "row_id": row_id,
+                "op": deleted if by_id[row_id].get("deleted_at") else upserted,
+                "hlc": by_id[row_id]["hlc"],
+                "base_hlc": bases[row_id],
+                "origin_node_id": node if row_id in fresh else central,
+                "created_at": self.now,
+            }
+            for row_id, seq in changed
+        ]
         if self.dialect == "postgresql":
             connection = await pg_bulk.driver(self.session)
-            await connection.execute(
-                _OUTBOX_SQL,
-                [new_id() for _ in changed],
-                feed,
-                [seq for _, seq in changed],
-                policy.name,
-                [row_id for row_id, _ in changed],
-                [deleted if by_id[row_id].get("deleted_at") else upserted for row_id, _ in changed],
-                [by_id[row_id]["hlc"] for row_id, _ in changed],
-                [bases[row_id] for row_id, _ in changed],
-                [node if row_id in fresh else central for row_id, _ in changed],
-                self.now,
-            )
-            return
-        # One Core insert for the feed entries: an ORM object per merged row cost a fifth of a push.
-        await self.session.execute(
-            sa.insert(table("sync_outbox")),
-            [
-                {
-                    "id": new_id(),
-                    "scope": feed,
-                    "seq": seq,
-                    "table_name": policy.name,
-                    "row_id": row_id,
-                    "op": deleted if by_id[row_id].get("deleted_at") else upserted,
-                    "hlc": by_id[row_id]["hlc"],
-                    "base_hlc": bases[row_id],
-                    "origin_node_id": node if row_id in fresh else central,
-                    "created_at": self.now,
-                }
-                for row_id, seq in changed
-            ],
-        )
+            arrays = pg_bulk.column_arrays(_OUTBOX, _OUTBOX_COLUMNS, entries)
+            await connection.execute(pg_bulk.unnest_insert_sql(_OUTBOX, _OUTBOX_COLUMNS), *arrays)
+        else:
+            await self.session.execute(sa.insert(_OUTBOX), entries)
 
     async def _merge_one_by_one(self, policy: TablePolicy, stmt: Any, params: list[dict[str, Any]]) -> list[Any]:
         """A uniqueness collision (two schools' new learners with one account number):

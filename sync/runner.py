@@ -87,11 +87,13 @@ class NodeDatabase:
     """The node's two ways into its database: the learners' (foreign keys on; its use is
     what ``activity`` watches) and the sync's own (foreign keys off, see
     ``lms_domain.db.create_engine``), for applying the feed and all the sync's bookkeeping,
-    so that a sync never mistakes its own work for a learner's and slows itself down."""
+    so that a sync never mistakes its own work for a learner's and slows itself down. Each
+    has a read-only way in, which never queues for SQLite's write lock."""
 
     write: async_sessionmaker[AsyncSession]
     read: async_sessionmaker[AsyncSession]  # read-only: never queues for SQLite's write lock
     apply: async_sessionmaker[AsyncSession]
+    apply_read: async_sessionmaker[AsyncSession]  # the sync's reads: no write lock, no learner
     context: SyncContext
     clock: Clock
     activity: Activity | None = None
@@ -109,7 +111,7 @@ async def sync_once(
     started = time.monotonic()
     before = (client.traffic.requests, client.traffic.bytes_up, client.traffic.bytes_down)
     report = SyncReport()
-    async with db.apply() as session:
+    async with db.apply_read() as session:
         identity = await state.identity(session)
         pending = await outbox.pending_count(session)
     if identity is None:
@@ -201,7 +203,7 @@ async def pull(
     ``apply_rows`` rows, each its own short transaction. While learners use the node the
     sync asks for smaller batches, applies smaller parts and pauses between them.
     """
-    async with db.apply() as session:
+    async with db.apply_read() as session:
         cursor = await state.cursor(session)
         watermark = await _watermark(session)
 
@@ -290,7 +292,7 @@ async def forget_synced_rows(session: AsyncSession) -> None:
 
 async def cache_assets(db: NodeDatabase, client: SyncClient, asset_dir: Path) -> int:
     """Lesson files the node lacks, by checksum; a cut download resumes where it stopped."""
-    async with db.apply() as session:
+    async with db.apply_read() as session:
         wanted = set(
             await session.scalars(
                 sa.select(Asset.checksum_sha256).where(Asset.file_path.is_not(None), Asset.deleted_at.is_(None))

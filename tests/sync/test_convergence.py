@@ -183,6 +183,7 @@ async def _phone(tmp: Path, template: Path, url: str, school: School, token: str
         write=make_sessionmaker(engine, context),
         read=make_sessionmaker(engine, context, read_only=True),
         apply=make_sessionmaker(apply_engine, context),
+        apply_read=make_sessionmaker(apply_engine, context, read_only=True),
         context=context,
         clock=clock,
     )
@@ -218,7 +219,7 @@ async def _run(world: World, program: list[tuple[Any, ...]]) -> None:
                     continue
                 answer = await safe_act(world.phone, phone_actor, command)
             elif who == "central":
-                central_db = NodeDatabase(world.makers, world.makers, world.makers, None, SystemClock())  # type: ignore[arg-type]
+                central_db = NodeDatabase(world.makers, world.makers, world.makers, world.makers, None, SystemClock())  # type: ignore[arg-type]
                 # A concurrent writer: it runs while the next syncs do.
                 world.central_tasks.append(asyncio.create_task(safe_act(central_db, office, world.command(action))))
                 continue
