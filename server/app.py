@@ -7,6 +7,7 @@ from aiohttp.typedefs import Middleware
 
 from lms_domain.clock import Clock, SystemClock
 from lms_domain.security import DEFAULT_HASHER, Hasher
+from server.admin import setup_admin
 from server.api import PREFIX, all_apis, callbacks, health
 from server.api.docs import add_docs_routes
 from server.api.openapi import build_openapi
@@ -89,6 +90,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, hasher: Hasher
     app.cleanup_ctx.append(phone_channels_ctx)
     app.cleanup_ctx.append(notifiers_ctx)
     app.cleanup_ctx.append(scheduler_ctx)
+    setup_admin(app)  # after kv_ctx: console sessions live in the key-value store
     # Last, so it is cleaned up first: callback settlement drains while the database is open.
     app.cleanup_ctx.append(callbacks.callback_tasks_ctx)
     app.add_routes(health.routes)

@@ -12,6 +12,7 @@ from lms_domain.changefeed import SyncContext
 from lms_domain.clock import Clock
 from lms_domain.notifications.service import Senders
 from lms_domain.security import Hasher
+from server.admin.sessions import SessionStore
 from server.auth.verified import VerifiedTokens
 from server.inbox_workers import InboxWorkers
 from server.joblock import JobLocks
@@ -47,3 +48,5 @@ senders_key = web.AppKey("senders", Senders)
 job_locks_key = web.AppKey("job_locks", JobLocks)
 # The sync endpoints' dependencies (sessions, clock, secret, the asset store).
 central_sync_key = web.AppKey("central_sync", CentralSync)
+# The admin console's sign-in sessions (kept in the key-value store).
+admin_sessions_key = web.AppKey("admin_sessions", SessionStore)

@@ -203,3 +203,13 @@ async def _revoke_family(session: AsyncSession, family_id: uuid.UUID, now: datet
         .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=now)
     )
+
+
+async def current_actor(*, session: AsyncSession, user_id: uuid.UUID) -> Actor | None:
+    """The actor behind a signed-in browser session, read again on every page so that a
+    deactivated login, a closed school or a changed role takes effect at once (a bearer
+    token lives minutes; a console session lives hours)."""
+    user = await session.get(User, user_id)
+    if user is None or not await _may_sign_in(session, user):
+        return None
+    return await actor_for(session=session, user=user)

@@ -1,0 +1,22 @@
+"""The console's words in Kiswahili, keyed by the English text the templates and pages use.
+
+Each area of the console keeps its own catalogue module (``i18n/<area>.py`` with a ``SW``
+dict), merged here; a test checks that every string the templates and pages show has its
+Kiswahili, so a page cannot ship half-translated.
+"""
+
+from __future__ import annotations
+
+from server.admin.i18n import common, content, money, operations, people  # noqa: I001
+
+LANGUAGES = ("en", "sw")
+SW: dict[str, str] = {}
+for _catalogue in (common.SW, people.SW, content.SW, money.SW, operations.SW):
+    SW.update(_catalogue)
+
+
+def translate(lang: str, text: str) -> str:
+    """``text`` in ``lang``; English (the key itself) when there is no entry."""
+    if lang == "sw":
+        return SW.get(text, text)
+    return text

@@ -1,0 +1,3 @@
+"""Kiswahili for the console's content pages."""
+
+SW: dict[str, str] = {}

@@ -1,0 +1,3 @@
+"""Kiswahili for the console's money pages."""
+
+SW: dict[str, str] = {}

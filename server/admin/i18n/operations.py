@@ -1,0 +1,3 @@
+"""Kiswahili for the console's operations pages."""
+
+SW: dict[str, str] = {}

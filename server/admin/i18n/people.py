@@ -1,0 +1,3 @@
+"""Kiswahili for the console's people pages."""
+
+SW: dict[str, str] = {}

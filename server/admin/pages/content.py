@@ -1,0 +1,7 @@
+"""Console pages: content."""
+
+from __future__ import annotations
+
+from server.admin.views import AdminRoutes
+
+routes = AdminRoutes()
