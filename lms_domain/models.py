@@ -24,6 +24,7 @@ from lms_domain.notifications.models import (
     NotificationTemplate,
     NotificationTry,
 )
+from lms_domain.payments.exceptions import ReconciliationException, ReconciliationRun
 from lms_domain.payments.models import Payment, PaymentIntent, PaymentMethod, ProviderAccount, WebhookEvent
 from lms_domain.platform.models import AuditLog, EdgeNode, IdempotencyKey, RefreshToken
 from lms_domain.subscriptions.models import (
@@ -80,6 +81,8 @@ __all__ = [
     "QueuedRenewal",
     "Quiz",
     "Receipt",
+    "ReconciliationException",
+    "ReconciliationRun",
     "RefreshToken",
     "Refund",
     "Section",

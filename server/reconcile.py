@@ -1,6 +1,8 @@
 """``somo reconcile`` and the nightly reconciliation job: fetch the provider's statement, compare
 it and the callback inbox with the ledger (``lms_domain.payments.reconciliation``), heal the one
-safe class, report the rest.
+safe class, report the rest. Every run is kept (``lms_domain.payments.exceptions.record_run``):
+a healing run files what it left open in the console's exceptions queue and closes what it
+healed; a dry run is kept as a report only.
 
 The statement comes from ``--statement`` (a CSV file or an http(s) URL, repeatable) or, when
 none is given and the Daraja simulator is configured, from ``{simulator_url}/sim/statement``. An
@@ -20,6 +22,7 @@ import json
 import logging
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -39,6 +42,7 @@ from yarl import URL
 from lms_domain.clock import Clock, SystemClock
 from lms_domain.errors import DomainError
 from lms_domain.money import Money
+from lms_domain.payments.exceptions import record_run
 from lms_domain.payments.reconciliation import (
     DiscrepancyClass,
     ProviderRecord,
@@ -90,14 +94,18 @@ class ReconciliationRun:
     statements: list[StatementSource]
     warnings: list[str]
     elapsed_s: float
+    run_id: uuid.UUID | None = None  # the stored report (``lms_domain.payments.exceptions``)
 
-    def to_dict(self) -> dict[str, Any]:
+    def inputs(self) -> dict[str, Any]:
+        """What fed the run, kept with its stored report."""
         return {
-            **self.report.to_dict(),
             "statements": [s.to_dict() for s in self.statements],
             "warnings": self.warnings,
             "elapsed_s": round(self.elapsed_s, 3),
         }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.report.to_dict(), **self.inputs(), "run_id": str(self.run_id) if self.run_id else None}
 
 
 def previous_day(clock: Clock) -> date:
@@ -184,6 +192,7 @@ async def run_reconciliation(
     else:
         sessions = target
     clock = clock or SystemClock()
+    started_at = clock.now()
     locations = list(statements)
     explicit = bool(locations)
     if not locations and settings.environment != "production" and settings.payments.simulator_url:
@@ -203,6 +212,12 @@ async def run_reconciliation(
         check_missing_at_provider=complete,
     )
     run = ReconciliationRun(report, sources, warnings, time.perf_counter() - started)
+    # Kept, and its open discrepancies filed in the exceptions queue a person works through.
+    async with sessions() as session, session.begin():
+        recorded = await record_run(
+            session=session, report=report, now=clock.now(), started_at=started_at, extra=run.inputs()
+        )
+    run.run_id = recorded.run.id
     for warning in warnings:
         log.warning(warning, extra={"day": day.isoformat()})
     log.info(
@@ -213,6 +228,8 @@ async def run_reconciliation(
             "ledger_payments": report.ledger_payments,
             "healed": len(report.healed),
             "open": len(report.open),
+            "filed": recorded.filed,
+            "closed": recorded.closed,
             "elapsed_s": round(run.elapsed_s, 2),
         },
     )

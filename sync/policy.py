@@ -160,6 +160,9 @@ CENTRAL_ONLY = (
     "line_items",
     "coupons",
     "audit_log",
+    # Reconciliation reports and the exceptions queue: money, worked on centrally.
+    "reconciliation_runs",
+    "reconciliation_exceptions",
     # Messaging runs centrally: notifications, their templates and tries, SMS and USSD traffic,
     # and the dunning schedules and renewal attempts that drive them.
     "notification_log",

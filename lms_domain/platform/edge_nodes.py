@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms_domain.access import Actor
+from lms_domain.changefeed.capture import CATALOG_SCOPE
+from lms_domain.changefeed.models import SyncConflict, SyncCounter, SyncRejection
 from lms_domain.db import lock
 from lms_domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unauthenticated
 from lms_domain.ids import crockford_code
@@ -214,3 +216,77 @@ def check_push_range(node: EdgeNode, *, epoch: int, from_seq: int, to_seq: int, 
             acked=node.last_push_seq,
         )
     return False
+
+
+class NodeConflict(BaseModel):
+    id: uuid.UUID
+    table_name: str
+    row_id: uuid.UUID
+    won: bool = Field(description="Whether this node's version won the last-writer-wins merge.")
+    loser: dict[str, object]
+    created_at: datetime
+
+
+class NodeRejection(BaseModel):
+    id: uuid.UUID
+    table_name: str
+    row_id: uuid.UUID | None
+    reason: str
+    detail: str
+    created_at: datetime
+
+
+class EdgeNodeStatusOut(BaseModel):
+    node: EdgeNodeOut
+    pending_down: int = Field(description="Changes of its school the node has not pulled yet.")
+    pending_catalog: int = Field(description="Catalogue changes the node has not pulled yet.")
+    conflicts: list[NodeConflict]
+    rejections: list[NodeRejection]
+
+
+async def status(*, session: AsyncSession, actor: Actor, node_id: uuid.UUID, limit: int = 50) -> EdgeNodeStatusOut:
+    """How far behind a node is, and what its pushes ran into (latest conflicts and rejections).
+
+    What the node holds but has not pushed is only known to the node itself; between syncs the
+    central server can tell only what the node has not pulled."""
+    node = await get(session=session, actor=actor, node_id=node_id)
+    counters = dict(
+        (
+            await session.execute(
+                sa.select(SyncCounter.scope, SyncCounter.value).where(
+                    SyncCounter.scope.in_((str(node.institution_id), CATALOG_SCOPE))
+                )
+            )
+        ).all()
+    )
+    conflicts = await session.scalars(
+        sa.select(SyncConflict)
+        .where(sa.or_(SyncConflict.loser_node_id == node.id, SyncConflict.winner_node_id == node.id))
+        .order_by(SyncConflict.id.desc())
+        .limit(limit)
+    )
+    rejections = await session.scalars(
+        sa.select(SyncRejection).where(SyncRejection.node_id == node.id).order_by(SyncRejection.id.desc()).limit(limit)
+    )
+    return EdgeNodeStatusOut(
+        node=node,
+        pending_down=max(0, int(counters.get(str(node.institution_id), 0)) - node.last_pull_seq),
+        pending_catalog=max(0, int(counters.get(CATALOG_SCOPE, 0)) - node.last_pull_catalog_seq),
+        conflicts=[
+            NodeConflict(
+                id=c.id,
+                table_name=c.table_name,
+                row_id=c.row_id,
+                won=c.winner_node_id == node.id,
+                loser=c.loser,
+                created_at=c.created_at,
+            )
+            for c in conflicts
+        ],
+        rejections=[
+            NodeRejection(
+                id=r.id, table_name=r.table_name, row_id=r.row_id, reason=r.reason, detail=r.detail, created_at=r.created_at
+            )
+            for r in rejections
+        ],
+    )

@@ -17,7 +17,7 @@ import jinja2
 from aiohttp import web
 
 from server.admin.sessions import SessionStore
-from server.admin.views import NAIROBI, AdminRoutes, wrap
+from server.admin.views import NAIROBI, AdminRoutes, rendering_csrf, wrap
 from server.keys import admin_sessions_key, kv_key
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -95,6 +95,7 @@ def setup_admin(app: web.Application) -> None:
     env.filters["money"] = format_money
     env.filters["local"] = format_local
     env.filters["pretty_json"] = format_json
+    env.globals["csrf_token"] = rendering_csrf.get
     app.cleanup_ctx.append(admin_sessions_ctx)
     app.router.add_static("/admin/static", STATIC_DIR, name="admin_static", append_version=True)
     app.router.add_routes(public_routes())

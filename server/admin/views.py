@@ -14,6 +14,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any, TypeVar
@@ -42,6 +43,10 @@ log = logging.getLogger("somo.admin")
 NAIROBI = ZoneInfo("Africa/Nairobi")
 M = TypeVar("M", bound=BaseModel)
 EMPTY_FORM: MultiDictProxy[str] = MultiDictProxy(MultiDict())
+# The CSRF token of the page being rendered, for macros imported without the template's
+# context (``{% import "admin/macros.html" as m %}``); rendering is synchronous, so the value
+# cannot leak into another request's page.
+rendering_csrf: ContextVar[str] = ContextVar("rendering_csrf", default="")
 # Console pages may be framed by nothing, load scripts and styles only from the console
 # itself, and never be cached (they hold one school's data).
 SECURITY_HEADERS = {
@@ -173,7 +178,11 @@ class Page:
             "path": self.request.path,
             **(context or {}),
         }
-        return aiohttp_jinja2.render_template(template, self.request, ctx, status=status)
+        token = rendering_csrf.set(self.session.csrf)
+        try:
+            return aiohttp_jinja2.render_template(template, self.request, ctx, status=status)
+        finally:
+            rendering_csrf.reset(token)
 
     # Query-string helpers for list pages --------------------------------------------------
 

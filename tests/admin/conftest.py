@@ -201,6 +201,7 @@ async def browser() -> AsyncIterator[Any]:
 
 async def sign_in(page: Any, base_url: str, username: str, password: str = PASSWORD) -> None:
     """Sign in through the real form, as a person would."""
+    page.set_default_timeout(10_000)
     await page.goto(f"{base_url}/admin/login")
     await page.get_by_label("Username or phone").fill(username)
     await page.get_by_label("Password").fill(password)

@@ -19,8 +19,12 @@ def _strings() -> set[str]:
     for path in [*ADMIN.rglob("*.html"), *ADMIN.rglob("*.py")]:
         if "i18n" in path.parts:
             continue
-        for double, single in _CALL.findall(path.read_text()):
+        text = path.read_text()
+        for double, single in _CALL.findall(text):
             found.add(double or single)
+        if path.suffix == ".html":  # labels and options handed to the filters macro
+            found.update(re.findall(r'"label": "([^"]+)"', text))
+            found.update(label for _, label in re.findall(r'\("([\w.-]+)", "([^"]+)"\)', text))
     return found
 
 

@@ -7,11 +7,11 @@ Kiswahili, so a page cannot ship half-translated.
 
 from __future__ import annotations
 
-from server.admin.i18n import common, content, money, operations, people  # noqa: I001
+from server.admin.i18n import common, content, money, operations, people, reconciliation  # noqa: I001
 
 LANGUAGES = ("en", "sw")
 SW: dict[str, str] = {}
-for _catalogue in (common.SW, people.SW, content.SW, money.SW, operations.SW):
+for _catalogue in (common.SW, people.SW, content.SW, money.SW, operations.SW, reconciliation.SW):
     SW.update(_catalogue)
 
 

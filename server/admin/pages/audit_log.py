@@ -1,7 +1,42 @@
-"""Console pages: audit log."""
+"""Console pages: the audit log of admin actions."""
 
 from __future__ import annotations
 
-from server.admin.views import AdminRoutes
+from typing import Any
+
+from aiohttp import web
+
+from lms_domain.platform.audit import AuditEntryOut, AuditQuery, list_entries
+from server.admin.menu import ADMINS
+from server.admin.views import AdminRoutes, Page, csv_response
 
 routes = AdminRoutes()
+CSV_MAX_ROWS = 50_000
+
+
+@routes.get("/admin/audit", roles=ADMINS)
+async def show_audit_log(page: Page) -> web.StreamResponse:
+    since, until = page.day_range()
+    fields: dict[str, Any] = {n: page.q(n) for n in ("action", "target_type", "target_id", "cursor") if page.q(n)}
+    query = page.validate(AuditQuery, {**fields, "since": since, "until": until})
+    async with page.read() as session:
+        if page.wants_csv:
+            rows: list[AuditEntryOut] = []
+            cursor: str | None = None
+            while len(rows) < CSV_MAX_ROWS:
+                batch, cursor = await list_entries(
+                    session=session, actor=page.actor, query=query.model_copy(update={"cursor": cursor, "limit": 200})
+                )
+                rows.extend(batch)
+                if cursor is None:
+                    break
+            return csv_response(
+                "audit-log.csv",
+                ["at", "user", "action", "target_type", "target_id", "institution_id", "before", "after", "request_id"],
+                (
+                    [e.at, e.actor_username, e.action, e.target_type, e.target_id, e.institution_id, e.before, e.after, e.request_id]
+                    for e in rows
+                ),
+            )
+        items, next_cursor = await list_entries(session=session, actor=page.actor, query=query)
+    return await page.render("admin/audit/list.html", {"items": items, "next_cursor": next_cursor})

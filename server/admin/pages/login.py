@@ -83,10 +83,9 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     try:
         async with app[sessionmaker_key]() as session:
             try:
-                async with session.begin_nested():
-                    user = await authenticate(
-                        session=session, login=login, password=password, clock=app[clock_key], hasher=app[hasher_key]
-                    )
+                user = await authenticate(
+                    session=session, login=login, password=password, clock=app[clock_key], hasher=app[hasher_key]
+                )
                 actor = await actor_for(session=session, user=user)
             finally:
                 # Failure counters persist even though the sign-in fails (lockout works).

@@ -42,3 +42,8 @@ document.addEventListener("click", (event) => {
   const link = event.target.closest && event.target.closest("[data-back]");
   if (link && window.history.length > 1) { event.preventDefault(); window.history.back(); }
 });
+// On a phone the menu starts folded, so the page itself is on the first screen.
+document.addEventListener("DOMContentLoaded", () => {
+  const nav = document.querySelector("details.nav");
+  if (nav && window.innerWidth < 760) nav.removeAttribute("open");
+});

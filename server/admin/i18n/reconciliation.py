@@ -1,0 +1,3 @@
+"""Kiswahili for the console's reconciliation pages."""
+
+SW: dict[str, str] = {}
