@@ -22,6 +22,7 @@ run: $(STAMP)
 	@$(BIN)/somo seed
 	@echo ""
 	@echo "  Somo is starting on http://127.0.0.1:8080"
+	@echo "    console:   http://127.0.0.1:8080/admin  (admin / admin-dev-2026)"
 	@echo "    API docs:  http://127.0.0.1:8080/api/docs"
 	@echo "    health:    http://127.0.0.1:8080/health"
 	@echo "    readiness: http://127.0.0.1:8080/ready"

@@ -19,7 +19,7 @@ from lms_domain.tenancy.models import Role
 STAFF_ROLES = frozenset({Role.PLATFORM_ADMIN, Role.INSTITUTION_ADMIN, Role.INSTRUCTOR})
 ADMIN_ROLES = frozenset({Role.PLATFORM_ADMIN, Role.INSTITUTION_ADMIN})
 
-S = TypeVar("S", bound=sa.Select[Any])
+S = TypeVar("S", bound=sa.Select[*tuple[Any, ...]])
 
 
 @dataclass(frozen=True)

@@ -285,7 +285,12 @@ async def status(*, session: AsyncSession, actor: Actor, node_id: uuid.UUID, lim
         ],
         rejections=[
             NodeRejection(
-                id=r.id, table_name=r.table_name, row_id=r.row_id, reason=r.reason, detail=r.detail, created_at=r.created_at
+                id=r.id,
+                table_name=r.table_name,
+                row_id=r.row_id,
+                reason=r.reason,
+                detail=r.detail,
+                created_at=r.created_at,
             )
             for r in rejections
         ],

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
 from aiohttp import web
-from multidict import MultiDict, MultiDictProxy
+from multidict import MultiDict, MultiDictProxy, MultiMapping
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -88,7 +88,7 @@ class Page:
         return self.session.lang
 
     @property
-    def query(self) -> MultiDictProxy[str]:
+    def query(self) -> MultiMapping[str]:
         return self.request.query
 
     def _(self, text: str) -> str:
@@ -162,7 +162,9 @@ class Page:
         query = urlencode(merged)
         return (path or self.request.path) + (f"?{query}" if query else "")
 
-    async def render(self, template: str, context: Mapping[str, Any] | None = None, *, status: int = 200) -> web.Response:
+    async def render(
+        self, template: str, context: Mapping[str, Any] | None = None, *, status: int = 200
+    ) -> web.Response:
         flashes, self.session.flashes = self.session.flashes, []
         if flashes:
             await self.app[admin_sessions_key].save(self.session)
@@ -289,7 +291,9 @@ async def signed_in(request: web.Request) -> tuple[AdminSession, Actor] | None:
     return session, actor
 
 
-def wrap(handler: Handler, method: str, roles: frozenset[Role]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def wrap(
+    handler: Handler, method: str, roles: frozenset[Role]
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def route(request: web.Request) -> web.StreamResponse:
         found = await signed_in(request)
         if found is None:
@@ -303,24 +307,32 @@ def wrap(handler: Handler, method: str, roles: frozenset[Role]) -> Callable[[web
             if not same_origin(request) or not hmac.compare_digest(str(token), session.csrf):
                 log.warning("csrf refused", extra={"path": request.path, "user": session.username})
                 page = Page(request=request, session=session, actor=actor)
-                return _secure(await _error(page, 403, "The form was out of date or not sent from this console. Reload the page and try again."))
+                return _secure(
+                    await _error(
+                        page,
+                        403,
+                        "The form was out of date or not sent from this console. Reload the page and try again.",
+                    )
+                )
         page = Page(request=request, session=session, actor=actor, form=form)
         if actor.role not in roles:
             return _secure(await _error(page, 403, "This page needs another role."))
         try:
             response = await handler(page)
         except FormInvalid as exc:
-            response = await _error(page, 422, "; ".join(f"{k}: {v}" for k, v in exc.errors.items()))
+            response = await _error(page, 422, page._("Some fields need correcting; nothing was saved."), exc.errors)
         except DomainError as exc:
-            status = status_for(exc)
-            response = await _error(page, status, exc.detail or exc.title)
+            field = exc.extra.get("field")
+            errors = {str(field): exc.detail} if field else None
+            response = await _error(page, status_for(exc), exc.detail or exc.title, errors)
         return _secure(response)
 
     return route
 
 
-async def _error(page: Page, status: int, message: str) -> web.Response:
-    return await page.render("admin/error.html", {"status": status, "message": message}, status=status)
+async def _error(page: Page, status: int, message: str, errors: Mapping[str, str] | None = None) -> web.Response:
+    context = {"status": status, "message": message, "errors": dict(errors or {})}
+    return await page.render("admin/error.html", context, status=status)
 
 
 def _secure(response: web.StreamResponse) -> web.StreamResponse:

@@ -184,7 +184,7 @@ async def console(database_url: str, console_clock: FixedClock) -> AsyncIterator
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
     """A headless Debian Chromium, driven by Playwright (never ``playwright install``)."""
-    if not os.path.exists(CHROMIUM):
+    if not os.path.exists(CHROMIUM):  # noqa: ASYNC240 - one stat, before the browser starts
         message = f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
         if IN_CI:
             pytest.fail(f"CI=true and {message}")

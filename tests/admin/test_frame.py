@@ -134,7 +134,12 @@ async def test_the_next_parameter_never_leaves_the_console(console: Console) -> 
     assert token
     response = await client.client.post(
         "/admin/login",
-        data={"_csrf": token.group(1), "login": console.a.admin, "password": "correct-horse-battery", "next": "https://evil.example"},
+        data={
+            "_csrf": token.group(1),
+            "login": console.a.admin,
+            "password": "correct-horse-battery",
+            "next": "https://evil.example",
+        },
         allow_redirects=False,
     )
     assert response.headers["Location"] == "/admin"

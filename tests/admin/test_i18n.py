@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from lms_domain.tenancy.models import Role
 from server.admin.i18n import SW
 from server.admin.menu import MENU
-from lms_domain.tenancy.models import Role
 
 ADMIN = Path(__file__).resolve().parents[2] / "server" / "admin"
 # _("...") in templates, page._("...") and translate(lang, "...") in Python; plain literals only.

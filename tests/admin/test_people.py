@@ -97,6 +97,8 @@ async def test_a_bad_pin_is_refused_and_nothing_changes(console: Console) -> Non
     for pin, again in (("12a4", "12a4"), ("12345", "12345"), ("1111", "2222")):
         response = await admin.post(f"/admin/learners/{console.a.learner.id}/pin", {"pin": pin, "pin_again": again})
         assert response.status == 422, pin
+        html = await response.text()
+        assert 'data-field="pin' in html and "nothing was saved" in html
     async with console.makers() as session:
         learner = await session.get(Learner, console.a.learner.id)
         assert learner is not None and FAST_HASHER.verify(learner.pin_hash or "", "1234")
@@ -105,7 +107,9 @@ async def test_a_bad_pin_is_refused_and_nothing_changes(console: Console) -> Non
 
 async def test_instructors_cannot_reset_pins(console: Console) -> None:
     instructor = await console.as_user(console.a.instructor)
-    response = await instructor.post(f"/admin/learners/{console.a.learner.id}/pin", {"pin": "4321", "pin_again": "4321"})
+    response = await instructor.post(
+        f"/admin/learners/{console.a.learner.id}/pin", {"pin": "4321", "pin_again": "4321"}
+    )
     assert response.status == 403
 
 

@@ -7,7 +7,7 @@ Kiswahili, so a page cannot ship half-translated.
 
 from __future__ import annotations
 
-from server.admin.i18n import common, content, money, operations, people, reconciliation  # noqa: I001
+from server.admin.i18n import common, content, money, operations, people, reconciliation
 
 LANGUAGES = ("en", "sw")
 SW: dict[str, str] = {}

@@ -45,6 +45,10 @@ SW: dict[str, str] = {
         "Fomu imepitwa na wakati au haikutumwa kutoka dashibodi hii. Pakia ukurasa upya ujaribu tena."
     ),
     "This page needs another role.": "Ukurasa huu unahitaji jukumu lingine.",
+    "Some fields need correcting; nothing was saved.": (
+        "Baadhi ya sehemu zinahitaji kusahihishwa; hakuna kilichohifadhiwa."
+    ),
+    "Go back to the form: what you typed is still there.": "Rudi kwenye fomu: ulichoandika bado kipo.",
     # Lists
     "All": "Zote",
     "From": "Kuanzia",

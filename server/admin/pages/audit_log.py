@@ -34,7 +34,17 @@ async def show_audit_log(page: Page) -> web.StreamResponse:
                 "audit-log.csv",
                 ["at", "user", "action", "target_type", "target_id", "institution_id", "before", "after", "request_id"],
                 (
-                    [e.at, e.actor_username, e.action, e.target_type, e.target_id, e.institution_id, e.before, e.after, e.request_id]
+                    [
+                        e.at,
+                        e.actor_username,
+                        e.action,
+                        e.target_type,
+                        e.target_id,
+                        e.institution_id,
+                        e.before,
+                        e.after,
+                        e.request_id,
+                    ]
                     for e in rows
                 ),
             )

@@ -4,12 +4,14 @@ how far each has synced)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from aiohttp import web
 
 from lms_domain.platform import edge_nodes
 from lms_domain.platform.edge_nodes import EdgeNodeIn
 from lms_domain.tenancy import admin as tenancy
+from lms_domain.tenancy.models import Institution
 from lms_domain.tenancy.schemas import InstitutionListQuery
 from server.admin.menu import ADMINS
 from server.admin.views import AdminRoutes, Page, csv_response
@@ -23,7 +25,7 @@ async def list_nodes(page: Page) -> web.StreamResponse:
     status_filter = page.q("status")
     async with page.read() as session:
         nodes = (await edge_nodes.list_nodes(session=session, actor=page.actor)).items
-        schools = []
+        schools: Sequence[Institution] = []
         if page.actor.is_platform_admin:
             schools, _ = await tenancy.list_institutions(
                 session=session, actor=page.actor, query=InstitutionListQuery(limit=200)
@@ -38,7 +40,16 @@ async def list_nodes(page: Page) -> web.StreamResponse:
             "edge-nodes.csv",
             ["id", "institution_id", "name", "status", "last_sync_at", "last_pull_seq", "rows_pushed", "rows_rejected"],
             (
-                [n.id, n.institution_id, n.name, n.status.value, n.last_sync_at, n.last_pull_seq, n.rows_pushed, n.rows_rejected]
+                [
+                    n.id,
+                    n.institution_id,
+                    n.name,
+                    n.status.value,
+                    n.last_sync_at,
+                    n.last_pull_seq,
+                    n.rows_pushed,
+                    n.rows_rejected,
+                ]
                 for n in nodes
             ),
         )
@@ -65,7 +76,9 @@ async def register_node(page: Page) -> web.StreamResponse:
     # The code is shown on this response only: it is never stored in clear, so a reload
     # cannot show it again (register a new node if it is lost).
     central_url = page.app[settings_key].http.public_url
-    return await page.render("admin/edge_nodes/registered.html", {"node": registered, "central_url": central_url}, status=201)
+    return await page.render(
+        "admin/edge_nodes/registered.html", {"node": registered, "central_url": central_url}, status=201
+    )
 
 
 @routes.get("/admin/edge-nodes/{node_id}", roles=ADMINS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 from urllib.parse import urlencode
 
+import aiohttp_jinja2
 from aiohttp import web
 
 from lms_domain.auth.service import actor_for, authenticate
@@ -14,8 +15,6 @@ from server.admin.menu import STAFF
 from server.admin.sessions import COOKIE, new_token
 from server.admin.views import SECURITY_HEADERS, AdminRoutes, Page, same_origin, signed_in
 from server.keys import admin_sessions_key, clock_key, hasher_key, sessionmaker_key, settings_key
-
-import aiohttp_jinja2
 
 routes = AdminRoutes()
 LOGIN_CSRF_COOKIE = "somo_admin_login"
@@ -92,7 +91,9 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
                 await session.commit()
     except DomainError as exc:
         status = 429 if exc.code == "too_many_login_attempts" else 401
-        message = "Too many failed sign-ins. Wait a while and try again." if status == 429 else "Wrong username or password."
+        message = (
+            "Too many failed sign-ins. Wait a while and try again." if status == 429 else "Wrong username or password."
+        )
         return _login_page(request, error=translate(lang, message), status=status, login=login)
     if actor.role not in STAFF:
         message = "The console is for school staff. Learners use the app, USSD or SMS."

@@ -18,6 +18,7 @@ from lms_domain.tenancy.schemas import (
     LearnerOut,
     LearnerUpdate,
     PhoneLearners,
+    PinReset,
     UserCreate,
     UserListQuery,
     UserOut,
@@ -60,14 +61,17 @@ async def list_institutions(page: Page) -> web.StreamResponse:
 
             async def fetch(cursor: str | None) -> tuple[list[Any], str | None]:
                 q = query.model_copy(update={"cursor": cursor, "limit": 200})
-                rows, nxt = await admin.list_institutions(session=session, actor=page.actor, query=q)
-                return list(rows), nxt
+                found, nxt = await admin.list_institutions(session=session, actor=page.actor, query=q)
+                return list(found), nxt
 
-            rows = await _every_page(fetch)
+            every = await _every_page(fetch)
             return csv_response(
                 "institutions.csv",
                 ["id", "name", "code", "default_language", "vat_rate_bp", "is_active", "created_at"],
-                ([i.id, i.name, i.code, i.default_language.value, i.vat_rate_bp, i.is_active, i.created_at] for i in rows),
+                (
+                    [i.id, i.name, i.code, i.default_language.value, i.vat_rate_bp, i.is_active, i.created_at]
+                    for i in every
+                ),
             )
         rows, cursor = await admin.list_institutions(session=session, actor=page.actor, query=query)
     items = [InstitutionOut.model_validate(r) for r in rows]
@@ -78,7 +82,9 @@ async def list_institutions(page: Page) -> web.StreamResponse:
 async def create_institution(page: Page) -> web.StreamResponse:
     data = page.validate(InstitutionCreate, _form(page, "name", "code", "default_language", "unknown_phone_policy"))
     async with page.uow() as session:
-        created = InstitutionOut.model_validate(await admin.create_institution(session=session, actor=page.actor, data=data))
+        created = InstitutionOut.model_validate(
+            await admin.create_institution(session=session, actor=page.actor, data=data)
+        )
         await page.audit(
             session,
             action="institution.create",
@@ -140,16 +146,25 @@ async def list_users(page: Page) -> web.StreamResponse:
 
             async def fetch(cursor: str | None) -> tuple[list[Any], str | None]:
                 q = query.model_copy(update={"cursor": cursor, "limit": 200})
-                rows, nxt = await admin.list_users(session=session, actor=page.actor, query=q)
-                return list(rows), nxt
+                found, nxt = await admin.list_users(session=session, actor=page.actor, query=q)
+                return list(found), nxt
 
-            rows = await _every_page(fetch)
+            every = await _every_page(fetch)
             return csv_response(
                 "users.csv",
                 ["id", "username", "full_name", "email", "role", "institution_id", "is_active", "last_login_at"],
                 (
-                    [u.id, u.username, u.full_name, u.email, u.role.value, u.institution_id, u.is_active, u.last_login_at]
-                    for u in rows
+                    [
+                        u.id,
+                        u.username,
+                        u.full_name,
+                        u.email,
+                        u.role.value,
+                        u.institution_id,
+                        u.is_active,
+                        u.last_login_at,
+                    ]
+                    for u in every
                 ),
             )
         rows, cursor = await admin.list_users(session=session, actor=page.actor, query=query)
@@ -228,7 +243,17 @@ async def list_learners(page: Page) -> web.StreamResponse:
             rows = await _every_page(fetch)
             return csv_response(
                 "learners.csv",
-                ["id", "display_name", "phone", "account_no", "grade", "language", "has_pin", "pin_locked_until", "created_at"],
+                [
+                    "id",
+                    "display_name",
+                    "phone",
+                    "account_no",
+                    "grade",
+                    "language",
+                    "has_pin",
+                    "pin_locked_until",
+                    "created_at",
+                ],
                 (
                     [
                         r.id,
@@ -290,6 +315,7 @@ async def reset_pin(page: Page) -> web.StreamResponse:
         from server.admin.views import FormInvalid
 
         raise FormInvalid({"pin_again": page._("The two PINs differ.")})
+    page.validate(PinReset, {"pin": pin})
     learner_id = page.path_uuid("learner_id")
     async with page.uow() as session:
         before = await admin.get_learner(session=session, actor=page.actor, learner_id=learner_id)
