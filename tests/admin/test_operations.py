@@ -17,7 +17,6 @@ from lms_domain.ids import new_id
 from lms_domain.messaging.models import UssdSessionEvent
 from lms_domain.notifications.models import (
     NotificationChannel,
-    NotificationLog,
     NotificationStatus,
     NotificationTemplate,
 )
@@ -33,6 +32,10 @@ EDIT = "/admin/notifications/edit"
 PREVIEW = "/admin/notifications/preview"
 PAYMENT_EN = "Thank you {learner_name}. We received KES {amount}, receipt {receipt}."
 PAYMENT_SW = "Asante {learner_name}. Tumepokea KES {amount}, risiti {receipt}."
+
+
+def sms_form(body_en: str, body_sw: str) -> dict[str, str]:
+    return {"event": "payment_received", "channel": "sms", "body_en": body_en, "body_sw": body_sw}
 
 
 def admin_of(school: School) -> Actor:
@@ -94,7 +97,9 @@ async def test_templates_page_shows_each_school_only_its_own(console: Console) -
     root = await console.as_user(console.root)
     _, html = await root.get("/admin/notifications")
     assert "Alpha says thanks" in html  # the platform sees every school's own wording
-    # B cannot open A's template through the editor or delete it.
+    # B's editor opens on the built-in text, and B cannot delete A's template.
+    _, html = await b.get(f"{EDIT}?event=payment_received&channel=sms")
+    assert "Alpha says thanks" not in html and 'data-source="own"' not in html
     template_id = (await templates_in_db(console))[0].id
     response = await b.post(f"/admin/notifications/templates/{template_id}/delete")
     assert response.status == 404
@@ -112,7 +117,7 @@ async def test_preview_renders_both_languages_with_sample_values(console: Consol
     client = await console.as_user(console.a.admin)
     response = await client.post(
         PREVIEW,
-        {"event": "payment_received", "channel": "sms", "body_en": "Hi {learner_name}", "body_sw": "Habari {learner_name}"},
+        sms_form("Hi {learner_name}", "Habari {learner_name}"),
     )
     assert response.status == 200
     html = await response.text()
@@ -166,7 +171,7 @@ async def test_editor_opens_with_the_texts_in_use(console: Console) -> None:
 
 async def test_saving_writes_only_the_changed_language_and_audits_it(console: Console) -> None:
     client = await console.as_user(console.a.admin)
-    form = {"event": "payment_received", "channel": "sms", "body_en": "Asante sana {learner_name}!", "body_sw": PAYMENT_SW}
+    form = sms_form("Asante sana {learner_name}!", PAYMENT_SW)
     response = await client.post(EDIT, form)
     assert response.status == 303, await response.text()
     stored = await templates_in_db(console)
@@ -196,7 +201,7 @@ async def test_an_unknown_variable_is_refused_and_nothing_is_written(console: Co
     client = await console.as_user(console.a.admin)
     response = await client.post(
         EDIT,
-        {"event": "payment_received", "channel": "sms", "body_en": "Hi {learner_name}, {balance} left", "body_sw": "Sawa"},
+        sms_form("Hi {learner_name}, {balance} left", "Sawa"),
     )
     assert response.status == 422
     html = await response.text()
@@ -249,9 +254,7 @@ async def test_deleting_a_template_goes_back_to_the_inherited_text_and_is_audite
 
 async def test_a_school_admin_cannot_delete_the_platform_default(console: Console) -> None:
     root = await console.as_user(console.root)
-    response = await root.post(
-        EDIT, {"event": "payment_received", "channel": "sms", "body_en": "Platform {learner_name}", "body_sw": PAYMENT_SW}
-    )
+    response = await root.post(EDIT, sms_form("Platform {learner_name}", PAYMENT_SW))
     assert response.status == 303
     (stored,) = await templates_in_db(console)
     assert stored.institution_id is None

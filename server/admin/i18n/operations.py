@@ -15,9 +15,8 @@ SW: dict[str, str] = {
     "Platform default": "Chaguo-msingi la jukwaa",
     "This school": "Shule hii",
     "inactive": "haitumiki",
-    "own": "ya shule",
-    "platform": "ya jukwaa",
-    "built_in": "ya mfumo",
+    "School's own": "Ya shule yenyewe",
+    "Built-in text": "Maandishi ya mfumo",
     "No saved templates: every event uses its built-in text.": (
         "Hakuna violezo vilivyohifadhiwa: kila tukio linatumia maandishi ya mfumo."
     ),
@@ -42,7 +41,7 @@ SW: dict[str, str] = {
     "This text cannot be saved:": "Maandishi haya hayawezi kuhifadhiwa:",
     "Warning:": "Tahadhari:",
     "characters": "herufi",
-    "SMS segments": "sehemu za SMS",
+    "SMS segments:": "Sehemu za SMS:",
     # Send log
     "Send log": "Kumbukumbu ya ujumbe uliotumwa",
     "Learner phone or email": "Simu ya mwanafunzi au barua pepe",
