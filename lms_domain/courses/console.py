@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms_domain.access import Actor, ensure_visible
 from lms_domain.assessments.authoring import editable_quiz
-from lms_domain.assessments.models import Question, QuestionChoice, Quiz
+from lms_domain.assessments.models import Question, Quiz
 from lms_domain.assessments.schemas import AuthorQuestionOut, QuizOut
 from lms_domain.assessments.service import load_questions, with_choices
 from lms_domain.courses.content import readable_course
@@ -114,7 +114,9 @@ async def course_outline(*, session: AsyncSession, actor: Actor, course_id: uuid
     by_section: dict[uuid.UUID, list[LessonLine]] = {s.id: [] for s in sections}
     for lesson, count in lesson_rows:
         if lesson.section_id in by_section:
-            line = LessonLine.model_validate(LessonSummaryOut.model_validate(lesson).model_dump() | {"asset_count": count})
+            line = LessonLine.model_validate(
+                LessonSummaryOut.model_validate(lesson).model_dump() | {"asset_count": count}
+            )
             by_section[lesson.section_id].append(line)
     question_count = (
         sa.select(sa.func.count())
@@ -138,7 +140,7 @@ async def course_outline(*, session: AsyncSession, actor: Actor, course_id: uuid
         .order_by(Tag.slug)
     )
     # A course may carry its own institution's tags and the catalogue's (as attach_tag checks).
-    owners = [Tag.institution_id.is_(None)]
+    owners: list[sa.ColumnElement[bool]] = [Tag.institution_id.is_(None)]
     if course.institution_id is not None:
         owners.append(Tag.institution_id == course.institution_id)
     tag_choices = await session.scalars(
@@ -150,7 +152,7 @@ async def course_outline(*, session: AsyncSession, actor: Actor, course_id: uuid
         .where(Prerequisite.course_id == course.id, Prerequisite.deleted_at.is_(None), Course.deleted_at.is_(None))
         .order_by(Course.title_en)
     )
-    course_owners = [Course.institution_id.is_(None)]
+    course_owners: list[sa.ColumnElement[bool]] = [Course.institution_id.is_(None)]
     if course.institution_id is not None:
         course_owners.append(Course.institution_id == course.institution_id)
     candidates = await session.scalars(
@@ -162,9 +164,7 @@ async def course_outline(*, session: AsyncSession, actor: Actor, course_id: uuid
     return CourseOutline(
         course=CourseOut.model_validate(course),
         editable=_editable(course, actor),
-        sections=[
-            SectionOutline(section=SectionOut.model_validate(s), lessons=by_section[s.id]) for s in sections
-        ],
+        sections=[SectionOutline(section=SectionOut.model_validate(s), lessons=by_section[s.id]) for s in sections],
         quizzes=quizzes,
         tags=[TagOut.model_validate(t) for t in tags],
         tag_choices=[TagOut.model_validate(t) for t in tag_choices],
@@ -224,11 +224,3 @@ async def question_for_editing(
         raise NotFound("question not found") from None
     item = (await with_choices(session=session, questions=[question]))[0]
     return QuizOut.model_validate(quiz), AuthorQuestionOut.of(item.question, item.choices)
-
-
-async def choice_question_id(*, session: AsyncSession, actor: Actor, choice_id: uuid.UUID) -> uuid.UUID:
-    """The question a choice belongs to (tenant-scoped), to find the page to return to."""
-    choice = await session.get(QuestionChoice, choice_id)
-    ensure_visible(choice, actor, catalog=True, what="choice")
-    assert choice is not None
-    return choice.question_id

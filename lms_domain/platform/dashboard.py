@@ -101,8 +101,9 @@ async def dashboard(*, session: AsyncSession, actor: Actor, now: datetime) -> Da
             .select_from(PaymentIntent)
             .where(
                 PaymentIntent.status.in_((IntentStatus.FAILED, IntentStatus.EXPIRED)),
-                PaymentIntent.updated_at >= day_start,
-                PaymentIntent.updated_at < day_end,
+                # When the intent failed, by the flows' clock; updated_at is only the fallback.
+                sa.func.coalesce(PaymentIntent.resolved_at, PaymentIntent.updated_at) >= day_start,
+                sa.func.coalesce(PaymentIntent.resolved_at, PaymentIntent.updated_at) < day_end,
             ),
             PaymentIntent.institution_id,
             actor,

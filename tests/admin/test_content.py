@@ -367,6 +367,14 @@ async def test_quiz_questions_and_choices_side_by_side(console: Console) -> None
     assert "CON Q1/1: What is 2 + 2?\n1. Three\n2. Four\n3. Five\n0 Back 00 Home" in htmllib.unescape(html)
     assert "CON S1/1: 2 + 2 ni ngapi?\n1. Tatu\n2. Nne\n3. Tano\n0 Rudi 00 Mwanzo" in htmllib.unescape(html)
 
+    # The editor in Kiswahili.
+    await client.post("/admin/language", {"lang": "sw", "back": "/admin"})
+    status, html = await client.get(f"/admin/courses/{course_id}/quizzes/{quiz_id}")
+    assert status == 200 and "Ongeza swali" in html and "Muonekano kwenye USSD" in html
+    status, html = await client.get(f"/admin/courses/{course_id}/questions/{question.id}")
+    assert status == 200 and "Hariri swali" in html and 'value="Nne"' in html
+    await client.post("/admin/language", {"lang": "en", "back": "/admin"})
+
     # Edit: a new Kiswahili prompt, the third choice becomes correct, the first goes, one is added.
     edit = _question_form(
         prompt_sw="Mbili jumlisha mbili ni ngapi?",
@@ -602,11 +610,20 @@ async def test_the_preview_counts_characters_and_warns(console: Console) -> None
     quiz_id = await _quiz(console, client, course_id)
     response = await client.post(
         f"/admin/courses/{course_id}/quizzes/{quiz_id}/preview",
-        {"prompt_en": "Capital of Kenya?", "prompt_sw": "Mji mkuu wa Kenya?", "text_en_0": "Nairobi", "text_sw_0": "Nairobi"},
+        {
+            "prompt_en": "Capital of Kenya?",
+            "prompt_sw": "Mji mkuu wa Kenya?",
+            "text_en_0": "Nairobi",
+            "text_sw_0": "Nairobi",
+        },
     )
     assert response.status == 200
     fragment = htmllib.unescape(await response.text())
     assert "<html" not in fragment
-    assert "CON Q1/1: Capital of Kenya?\n1. Nairobi\n0 Back 00 Home" in fragment
+    screen = "CON Q1/1: Capital of Kenya?\n1. Nairobi\n0 Back 00 Home"
+    assert screen in fragment and f'data-chars="{len(screen)}"' in fragment
     assert "CON S1/1: Mji mkuu wa Kenya?\n1. Nairobi\n0 Rudi 00 Mwanzo" in fragment
-    assert f'data-chars="{len("CON Q1/1: Capital of Kenya?" + chr(10) + "1. Nairobi" + chr(10) + "0 Back 00 Home")}"' in fragment
+    assert (
+        f'data-chars="{len("CON Q1/1: Capital of Kenya?" + chr(10) + "1. Nairobi" + chr(10) + "0 Back 00 Home")}"'
+        in fragment
+    )

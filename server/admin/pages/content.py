@@ -296,7 +296,9 @@ async def list_courses(page: Page) -> web.StreamResponse:
     async with page.read() as session:
         rows, cursor = await authoring.list_courses(session=session, actor=page.actor, query=query)
         courses = [CourseOut.model_validate(dict(r)) for r in rows]
-    return await page.render("admin/content/courses.html", {"courses": courses, "next_cursor": cursor, "access": ACCESS})
+    return await page.render(
+        "admin/content/courses.html", {"courses": courses, "next_cursor": cursor, "access": ACCESS}
+    )
 
 
 async def _courses_csv(page: Page) -> web.StreamResponse:
@@ -335,7 +337,9 @@ async def _owners(page: Page) -> list[tuple[str, str]]:
     if not page.actor.is_platform_admin:
         return []
     async with page.read() as session:
-        rows, _ = await list_institutions(session=session, actor=page.actor, query=InstitutionListQuery(limit=MAX_LIMIT))
+        rows, _ = await list_institutions(
+            session=session, actor=page.actor, query=InstitutionListQuery(limit=MAX_LIMIT)
+        )
         return [(str(i.id), i.name) for i in rows]
 
 
@@ -673,7 +677,9 @@ async def create_asset(page: Page) -> web.StreamResponse:
 async def delete_asset(page: Page) -> web.StreamResponse:
     course_id, lesson_id, asset_id = (page.path_uuid(n) for n in ("course_id", "lesson_id", "asset_id"))
     async with page.uow() as session:
-        detail = await console.lesson_detail(session=session, actor=page.actor, course_id=course_id, lesson_id=lesson_id)
+        detail = await console.lesson_detail(
+            session=session, actor=page.actor, course_id=course_id, lesson_id=lesson_id
+        )
         before = next((a for a in detail.assets if a.id == asset_id), None)
         if before is None:
             raise NotFound("asset not found")
@@ -740,7 +746,9 @@ async def detach_tag(page: Page) -> web.StreamResponse:
     course_id, tag_id = page.path_uuid("course_id"), page.path_uuid("tag_id")
     async with page.uow() as session:
         course = await content.editable_course(session=session, actor=page.actor, course_id=course_id)
-        await content.detach_tag(session=session, actor=page.actor, course_id=course_id, tag_id=tag_id, clock=page.clock)
+        await content.detach_tag(
+            session=session, actor=page.actor, course_id=course_id, tag_id=tag_id, clock=page.clock
+        )
         await page.audit(
             session,
             action="course.untag",
@@ -994,8 +1002,7 @@ async def create_question(page: Page) -> web.StreamResponse:
                 "points": form.values["points"],
                 "position": form.values["position"],
                 "choices": [
-                    _choice_fields(row, correct=i == form.correct, position=n)
-                    for n, (i, row) in enumerate(form.kept())
+                    _choice_fields(row, correct=i == form.correct, position=n) for n, (i, row) in enumerate(form.kept())
                 ],
             },
         )
