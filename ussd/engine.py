@@ -180,6 +180,11 @@ class UssdService:
         else:
             state.stack.append(outcome.frame)
 
+    async def render(self, ctx: Ctx, notice: str = "") -> Reply:
+        """The screen the session's current frame shows, laid out and paged exactly as a
+        phone gets it; the admin console's USSD preview renders questions through this."""
+        return await self._render(ctx, notice)
+
     async def _render(self, ctx: Ctx, notice: str) -> Reply:
         state = ctx.state
         frame = state.stack[-1]

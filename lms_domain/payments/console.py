@@ -714,10 +714,9 @@ def _inbox_scope(stmt: sa.Select[Any], actor: Actor) -> sa.Select[Any]:
     """Rows the actor may read: their school's, or not yet claimed but naming their intent."""
     if actor.is_platform_admin:
         return stmt
-    own_keys = sa.select(PaymentIntent.provider_request_id).where(
-        PaymentIntent.institution_id == actor.institution_id,
-        PaymentIntent.provider_request_id.is_not(None),
-        PaymentIntent.provider == WebhookEvent.provider,
+    own = aliased(PaymentIntent)
+    own_keys = sa.select(own.provider_request_id).where(
+        own.institution_id == actor.institution_id, own.provider_request_id.is_not(None)
     )
     return stmt.where(
         sa.or_(
@@ -896,15 +895,10 @@ async def _choices(session: AsyncSession, learners: Sequence[Learner], held_mino
     if not learners:
         return []
     ids = [learner.id for learner in learners]
-    phones = dict(
-        (
-            await session.execute(
-                sa.select(Learner.id, Phone.e164).join(Phone, Phone.id == Learner.phone_id).where(Learner.id.in_(ids))
-            )
-        )
-        .tuples()
-        .all()
+    phone_rows = await session.execute(
+        sa.select(Learner.id, Phone.e164).join(Phone, Phone.id == Learner.phone_id).where(Learner.id.in_(ids))
     )
+    phones: dict[uuid.UUID, str] = {row.id: row.e164 for row in phone_rows}
     orders: dict[uuid.UUID, list[OrderChoice]] = {i: [] for i in ids}
     rows = await session.execute(
         sa.select(Order, Invoice.number)

@@ -91,7 +91,10 @@ SW: dict[str, str] = {
     "Suspense (unmatched paybill)": "Malipo yasiyolinganishwa (paybill)",
     "Cash and bank (manual payments)": "Fedha taslimu na benki (malipo ya mkono)",
     # Suspense
-    "Paybill payments that could not be applied: a mistyped account number, or nothing owed. Match each to a learner.": (
+    (
+        "Paybill payments that could not be applied: a mistyped account number, or nothing owed. "
+        "Match each to a learner."
+    ): (
         "Malipo ya paybill yasiyoweza kutumika: nambari ya akaunti iliyokosewa, au hakuna deni. "
         "Linganisha kila moja na mwanafunzi."
     ),

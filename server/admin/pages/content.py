@@ -7,7 +7,7 @@ and leaves an audit entry in the same unit of work.
 
 Each question shows how it renders on a feature phone: the preview runs the USSD engine's
 own question screen and screen layout (``ussd.menus.quiz.QuestionScreen`` through
-``UssdService._render``), so it cannot drift from what learners see.
+``UssdService.render``), so it cannot drift from what learners see.
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ async def ussd_preview(
     screens: list[UssdScreen] = []
     for shown in range(_MAX_PREVIEW_PAGES):
         frame.page = shown
-        reply = await engine._render(ctx, "")
+        reply = await engine.render(ctx)
         if frame.page != shown:  # past the last page: the engine clamps to it
             break
         rendered = reply.render()

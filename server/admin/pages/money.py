@@ -44,8 +44,8 @@ def _query(page: Page, *names: str) -> dict[str, Any]:
     data.update({k: v for k, v in (("since", since), ("until", until)) if v is not None})
     if page.wants_csv:
         data["limit"] = console.EXPORT_LIMIT
-    elif page.q("cursor"):
-        data["cursor"] = page.q("cursor")
+        return data
+    data.update({k: page.q(k) for k in ("cursor", "limit") if page.q(k)})
     return data
 
 
