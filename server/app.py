@@ -7,7 +7,7 @@ from aiohttp.typedefs import Middleware
 
 from lms_domain.clock import Clock, SystemClock
 from lms_domain.security import DEFAULT_HASHER, Hasher
-from server.admin import setup_admin
+from server.admin.setup import setup_admin
 from server.api import PREFIX, all_apis, callbacks, health
 from server.api.docs import add_docs_routes
 from server.api.openapi import build_openapi

@@ -91,3 +91,33 @@ def test_checker_catches_violations(package: str, source: str, expected: str) ->
 def test_domain_may_use_its_allowed_helpers() -> None:
     source = "import sqlalchemy as sa\nimport phonenumbers\nfrom argon2 import PasswordHasher\nimport uuid, json"
     assert violations("lms_domain", "lms_domain/x.py", imports_of(source)) == []
+
+
+_IMPORT_EACH_FIRST = """
+import importlib, pkgutil, sys
+ours = ("lms_domain", "server", "ussd", "sync", "edge_node")
+names = []
+for package in ours:
+    root = importlib.import_module(package)
+    names += [m.name for m in pkgutil.walk_packages(root.__path__, package + ".")]
+failed = []
+for name in names:
+    for loaded in [m for m in sys.modules if m.split(".")[0] in ours]:
+        del sys.modules[loaded]
+    try:
+        importlib.import_module(name)
+    except ImportError as exc:
+        failed.append(f"{name}: {exc}")
+print("\\n".join(failed))
+"""
+
+
+def test_every_module_imports_on_its_own() -> None:
+    """A module imported first (a CLI entry point, a test collected alone) must not fall
+    into an import cycle that a different import order happens to hide."""
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-c", _IMPORT_EACH_FIRST], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert result.stdout.strip() == "", result.stdout

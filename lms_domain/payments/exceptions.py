@@ -282,7 +282,7 @@ async def _owners(session: AsyncSession, discrepancies: Sequence[Discrepancy]) -
     for model, ids in ((Payment, payment_ids), (PaymentIntent, intent_ids)):
         for chunk in _chunks(ids):
             rows = await session.execute(sa.select(model.id, model.institution_id).where(model.id.in_(chunk)))
-            owners.update(dict(rows.tuples()))
+            owners.update({row[0]: row[1] for row in rows})
     return owners
 
 
@@ -550,7 +550,7 @@ async def queue_summary(*, session: AsyncSession, actor: Actor) -> QueueSummary:
     )
     counts = dict.fromkeys(DiscrepancyClass, 0)
     oldest: datetime | None = None
-    for category, count, first in (await session.execute(stmt)).tuples():
+    for category, count, first in await session.execute(stmt):
         counts[DiscrepancyClass(category)] = count
         if first is not None and (oldest is None or first < oldest):
             oldest = first

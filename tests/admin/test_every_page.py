@@ -10,7 +10,7 @@ import uuid
 import sqlalchemy as sa
 
 from lms_domain.platform.models import AuditLog
-from server.admin import all_routes
+from server.admin.setup import all_routes
 from tests.admin.conftest import Console
 
 
