@@ -104,3 +104,6 @@ class AuditLog(Base, IdMixin):
     after: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, default=None)
     request_id: Mapped[str | None] = mapped_column(sa.String(64), default=None)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    # The console opens a record's history (learner, user, node) from its page.
+    __table_args__ = (sa.Index("ix_audit_log_target", "target_type", "target_id"),)

@@ -25,7 +25,9 @@ import aiohttp_jinja2
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy, MultiMapping
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import exc as sa_orm_exc
 
 from lms_domain.access import Actor
 from lms_domain.auth.service import current_actor
@@ -36,7 +38,14 @@ from lms_domain.tenancy.models import Role
 from server.admin.i18n import translate
 from server.admin.menu import STAFF, menu_for
 from server.admin.sessions import COOKIE, AdminSession
-from server.keys import admin_sessions_key, clock_key, read_sessionmaker_key, request_id_key, sessionmaker_key
+from server.keys import (
+    admin_sessions_key,
+    clock_key,
+    read_sessionmaker_key,
+    request_id_key,
+    sessionmaker_key,
+    settings_key,
+)
 from server.problems import status_for
 
 log = logging.getLogger("somo.admin")
@@ -268,13 +277,57 @@ class AdminRoutes:
 
 
 def same_origin(request: web.Request) -> bool:
-    """Refuse what a browser says came from another site (belt and braces beside the token)."""
+    """Refuse what a browser says came from another site (belt and braces beside the token).
+    Behind a proxy the Host header may be rewritten, so the public URL's host counts too."""
     if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
         return False
     origin = request.headers.get("Origin")
     if origin is None:
         return True
-    return origin.split("://", 1)[-1] == request.host
+    authority = origin.split("://", 1)[-1]
+    public = request.app[settings_key].http.public_url.split("://", 1)[-1].rstrip("/")
+    return authority in (request.host, public)
+
+
+def tokens_match(sent: object, expected: str) -> bool:
+    """Constant-time comparison of a CSRF token; anything that is not a short ASCII string is
+    simply wrong (``compare_digest`` would raise on non-ASCII text)."""
+    if not isinstance(sent, str) or not sent or len(sent) > 128 or not sent.isascii():
+        return False
+    return hmac.compare_digest(sent.encode(), expected.encode())
+
+
+def safe_next(target: str, default: str = "/admin") -> str:
+    """Only a path inside the console: never another site, never a header-breaking character."""
+    if (
+        target.startswith("/admin")
+        and not target.startswith("//")
+        and "\\" not in target
+        and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in target)
+        and len(target) <= 2048
+    ):
+        return target
+    return default
+
+
+def secure_cookies(request: web.Request) -> bool:
+    http = request.app[settings_key].http
+    return request.secure or http.behind_https or http.public_url.startswith("https://")
+
+
+async def _text_form(request: web.Request) -> tuple[MultiDictProxy[str] | None, object]:
+    """The POSTed form with text values only, and its CSRF field. The form is None when it
+    carries a file: no console form uploads one, so a file part is a forged request, refused
+    before any handler sees it."""
+    raw = await request.post()
+    values: MultiDict[str] = MultiDict()
+    files = False
+    for key, value in raw.items():
+        if isinstance(value, str):
+            values.add(key, value)
+        else:
+            files = True
+    return (None if files else MultiDictProxy(values)), values.get("_csrf")
 
 
 async def signed_in(request: web.Request) -> tuple[AdminSession, Actor] | None:
@@ -297,26 +350,24 @@ def wrap(
     async def route(request: web.Request) -> web.StreamResponse:
         found = await signed_in(request)
         if found is None:
+            if "X-CSRF-Token" in request.headers:  # a page's script (live preview): no redirect to follow
+                return _secure(web.Response(status=401, text="signed out", headers={"X-Signed-Out": "1"}))
             target = request.path_qs if method == "GET" else "/admin"
             return web.Response(status=303, headers={"Location": "/admin/login?" + urlencode({"next": target})})
         session, actor = found
-        form = EMPTY_FORM
+        page = Page(request=request, session=session, actor=actor)
         if method == "POST":
-            form = await request.post()  # type: ignore[assignment]
-            token = form.get("_csrf") or request.headers.get("X-CSRF-Token", "")
-            if not same_origin(request) or not hmac.compare_digest(str(token), session.csrf):
+            form, token = await _text_form(request)
+            token = token or request.headers.get("X-CSRF-Token", "")
+            if not same_origin(request) or not tokens_match(token, session.csrf):
                 log.warning("csrf refused", extra={"path": request.path, "user": session.username})
-                page = Page(request=request, session=session, actor=actor)
-                return _secure(
-                    await _error(
-                        page,
-                        403,
-                        "The form was out of date or not sent from this console. Reload the page and try again.",
-                    )
-                )
-        page = Page(request=request, session=session, actor=actor, form=form)
+                message = "The form was out of date or not sent from this console. Reload the page and try again."
+                return _secure(await _error(page, 403, page._(message)))
+            if form is None:
+                return _secure(await _error(page, 422, page._("Some fields need correcting; nothing was saved.")))
+            page.form = form
         if actor.role not in roles:
-            return _secure(await _error(page, 403, "This page needs another role."))
+            return _secure(await _error(page, 403, page._("This page needs another role.")))
         try:
             response = await handler(page)
         except FormInvalid as exc:
@@ -325,6 +376,21 @@ def wrap(
             field = exc.extra.get("field")
             errors = {str(field): exc.detail} if field else None
             response = await _error(page, status_for(exc), exc.detail or exc.title, errors)
+        except ValidationError as exc:
+            errors = {".".join(str(p) for p in e["loc"]) or "form": e["msg"] for e in exc.errors(include_url=False)}
+            response = await _error(page, 422, page._("Some fields need correcting; nothing was saved."), errors)
+        except (sa_exc.IntegrityError, sa_orm_exc.StaleDataError):
+            # Two changes to the same record at once (two admins, or a school's sync merging
+            # meanwhile): the unit of work rolled back whole, so trying again is safe.
+            log.info("console write conflict", exc_info=True)
+            message = "Someone else changed this at the same moment. Nothing was saved; reload and try again."
+            response = await _error(page, 409, page._(message))
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("console page failed")
+            message = "Something went wrong on our side. Nothing was saved; quote the request id when reporting it."
+            response = await _error(page, 500, page._(message) + f" ({request.get(request_id_key, '')})")
         return _secure(response)
 
     return route

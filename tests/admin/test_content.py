@@ -121,7 +121,12 @@ async def test_a_bad_course_form_shows_field_errors_and_writes_nothing(console: 
     assert 'data-field="title_en"' in html and 'data-field="slug"' in html
     assert 'value="Hisabati Kidato cha 2"' in html  # what was typed is kept
     assert await _scalar(console, sa.select(sa.func.count()).select_from(Course)) == 0
-    assert await _scalar(console, sa.select(sa.func.count()).select_from(AuditLog)) == 0
+    assert (
+        await _scalar(
+            console, sa.select(sa.func.count()).select_from(AuditLog).where(AuditLog.action.not_like("auth.%"))
+        )
+        == 0
+    )
 
     course_id = await _new_course(console, console.a.admin)
     response = await client.post(f"/admin/courses/{course_id}", {**COURSE, "title_en": ""})
@@ -465,7 +470,9 @@ async def test_another_school_sees_and_changes_nothing(console: Console) -> None
     await client_a.post(f"/admin/courses/{course_id}/quizzes/{quiz_id}/questions", _question_form())
     question = await _scalar(console, sa.select(Question).where(Question.quiz_id == quiz_id))
     choice = await _scalar(console, sa.select(QuestionChoice).where(QuestionChoice.question_id == question.id))
-    audits_before = await _scalar(console, sa.select(sa.func.count()).select_from(AuditLog))
+    audits_before = await _scalar(
+        console, sa.select(sa.func.count()).select_from(AuditLog).where(AuditLog.action.not_like("auth.%"))
+    )
 
     for username in (console.b.admin, console.b.instructor):
         client = await console.as_user(username)
@@ -513,7 +520,12 @@ async def test_another_school_sees_and_changes_nothing(console: Console) -> None
     assert await _scalar(console, sa.select(sa.func.count()).select_from(Question)) == 1
     assert (await _scalar(console, sa.select(Question).where(Question.id == question.id))).deleted_at is None
     assert await _scalar(console, sa.select(sa.func.count()).select_from(Tag)) == 0
-    assert await _scalar(console, sa.select(sa.func.count()).select_from(AuditLog)) == audits_before
+    assert (
+        await _scalar(
+            console, sa.select(sa.func.count()).select_from(AuditLog).where(AuditLog.action.not_like("auth.%"))
+        )
+        == audits_before
+    )
 
 
 # The USSD preview

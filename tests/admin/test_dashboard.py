@@ -39,7 +39,11 @@ async def test_figures_come_from_the_ledger_and_the_schools_rows(console: Consol
                 source_id=new_id(),
                 occurred_at=when,
                 description="sale",
-                postings=[("mpesa_clearing", sale * 116 // 100), ("revenue", -sale), ("vat_payable", -sale * 16 // 100)],
+                postings=[
+                    ("mpesa_clearing", sale * 116 // 100),
+                    ("revenue", -sale),
+                    ("vat_payable", -sale * 16 // 100),
+                ],
             )
         await post_entry(
             session,

@@ -161,3 +161,52 @@ async def _anonymous(console: Console) -> Browserish:
     await client.start_server()
     console._clients.append(client)
     return Browserish(client)
+
+
+async def test_sign_in_tries_are_limited_per_client(console: Console) -> None:
+    client = await _anonymous(console)
+    statuses = [(await client.login(f"nobody-{n}", "wrong-password")).status for n in range(11)]
+    assert statuses[:10] == [401] * 10
+    assert statuses[10] == 429
+    response = await client.client.post("/admin/login", data={}, allow_redirects=False)
+    assert response.status == 429 and int(response.headers["Retry-After"]) >= 1
+
+
+async def test_odd_tokens_and_targets_are_refused_not_crashed(console: Console) -> None:
+    client = await console.as_user(console.a.admin)
+    response = await client.post("/admin/language", {"lang": "sw", "_csrf": "é"})
+    assert response.status == 403
+    response = await client.post("/admin/language", {"lang": "sw", "back": "/admin\r\nSet-Cookie: x=1"})
+    assert response.status == 303 and response.headers["Location"] == "/admin"
+    # A file part where a console form has only text: refused before any handler runs.
+    from aiohttp import FormData
+
+    data = FormData()
+    data.add_field("_csrf", client.csrf)
+    data.add_field("name", b"x", filename="x.txt")
+    response = await client.client.post("/admin/edge-nodes", data=data, allow_redirects=False)
+    assert response.status == 422
+
+
+async def test_a_script_calling_after_sign_out_gets_401_not_the_login_form(console: Console) -> None:
+    client = await _anonymous(console)
+    response = await client.client.post(
+        "/admin/notifications/preview", data={"x": "1"}, headers={"X-CSRF-Token": "t"}, allow_redirects=False
+    )
+    assert response.status == 401
+
+
+async def test_sign_in_and_out_are_audited(console: Console) -> None:
+    from lms_domain.platform.models import AuditLog
+
+    client = await console.as_user(console.a.admin)
+    await client.post("/admin/logout")
+    async with console.makers() as session:
+        actions = list(
+            await session.scalars(
+                sa.select(AuditLog.action)
+                .where(AuditLog.institution_id == console.a.institution.id)
+                .order_by(AuditLog.id)
+            )
+        )
+    assert actions == ["auth.sign_in", "auth.sign_out"]

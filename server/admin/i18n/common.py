@@ -45,6 +45,15 @@ SW: dict[str, str] = {
         "Fomu imepitwa na wakati au haikutumwa kutoka dashibodi hii. Pakia ukurasa upya ujaribu tena."
     ),
     "This page needs another role.": "Ukurasa huu unahitaji jukumu lingine.",
+    "Too many sign-in attempts from here. Wait a minute.": (
+        "Majaribio mengi ya kuingia kutoka hapa. Subiri dakika moja."
+    ),
+    "Someone else changed this at the same moment. Nothing was saved; reload and try again.": (
+        "Mtu mwingine amebadilisha hiki wakati huo huo. Hakuna kilichohifadhiwa; pakia upya ujaribu tena."
+    ),
+    "Something went wrong on our side. Nothing was saved; quote the request id when reporting it.": (
+        "Hitilafu imetokea upande wetu. Hakuna kilichohifadhiwa; taja kitambulisho cha ombi unaporipoti."
+    ),
     "Some fields need correcting; nothing was saved.": (
         "Baadhi ya sehemu zinahitaji kusahihishwa; hakuna kilichohifadhiwa."
     ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiohttp import web
@@ -11,6 +12,12 @@ from server.admin.menu import ADMINS
 from server.admin.views import AdminRoutes, Page, csv_response
 
 routes = AdminRoutes()
+
+
+def _json(value: object) -> str:
+    return "" if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
 CSV_MAX_ROWS = 50_000
 
 

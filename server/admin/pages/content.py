@@ -957,7 +957,11 @@ class _QuestionForm:
                 }
             )
         picked = _text(page, "correct")
-        correct = int(picked) if picked.isdigit() and int(picked) < MAX_CHOICES else None
+        correct = (
+            int(picked)
+            if picked.isascii() and picked.isdecimal() and len(picked) <= 2 and int(picked) < MAX_CHOICES
+            else None
+        )
         values = {
             "prompt_en": _text(page, "prompt_en"),
             "prompt_sw": _text(page, "prompt_sw"),

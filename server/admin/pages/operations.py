@@ -24,7 +24,7 @@ from lms_domain.notifications.schemas import TemplateIn, TemplateOut
 from lms_domain.notifications.templates import delete_template, list_templates, save_template
 from lms_domain.pagination import MAX_LIMIT
 from server.admin.menu import ADMINS
-from server.admin.views import NAIROBI, AdminRoutes, FormInvalid, Page, csv_response
+from server.admin.views import NAIROBI, AdminRoutes, FormInvalid, Page, csv_response, safe_next
 
 routes = AdminRoutes()
 
@@ -261,7 +261,7 @@ async def delete_notification_template(page: Page) -> web.StreamResponse:
             before=before,
         )
     page.flash(page._("Template deleted: the platform's or the built-in text applies again."))
-    back = page.form.get("back", "")
+    back = safe_next(str(page.form.get("back", "")), "/admin/notifications")
     return await page.redirect(back if back.startswith("/admin/notifications") else "/admin/notifications")
 
 

@@ -140,7 +140,7 @@ async def update_institution(page: Page) -> web.StreamResponse:
 
 @routes.get("/admin/users", roles=ADMINS)
 async def list_users(page: Page) -> web.StreamResponse:
-    query = page.validate(UserListQuery, _query(page, "q", "role", "cursor"))
+    query = page.validate(UserListQuery, _query(page, "q", "role", "institution_id", "cursor"))
     async with page.read() as session:
         if page.wants_csv:
 
@@ -362,4 +362,5 @@ def _query(page: Page, *names: str) -> dict[str, str]:
 
 def _int(page: Page, name: str) -> int | str:
     raw = str(page.form.get(name, "")).strip()
-    return int(raw) if raw.isdigit() else raw
+    # isascii: "²" and other Unicode digits pass isdigit() but not int(); pydantic refuses the text.
+    return int(raw) if raw.isascii() and raw.isdecimal() and len(raw) <= 9 else raw

@@ -28,7 +28,11 @@
       const mine = ++seq;
       const body = new FormData(form);
       fetch(url, { method: "POST", body, headers: { "X-CSRF-Token": csrf() }, credentials: "same-origin" })
-        .then((r) => (r.ok ? r.text() : Promise.reject(r.status)))
+        .then((r) => {
+          // Signed out meanwhile (the session expired): say so instead of showing a login form.
+          if (r.status === 401 || r.redirected) { target.textContent = form.getAttribute("data-signed-out") || "Signed out: reload the page."; return Promise.reject(401); }
+          return r.ok ? r.text() : Promise.reject(r.status);
+        })
         .then((html) => { if (mine === seq) target.innerHTML = html; })
         .catch(() => {});
     };
