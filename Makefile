@@ -49,7 +49,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 test: lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
 
 test-long: $(STAMP)
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest -m "slow or not slow"

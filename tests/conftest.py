@@ -39,7 +39,10 @@ os.environ.setdefault("SOMO_SCHEDULER__ENABLED", "false")
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_ADMIN_DSN = os.environ.get("SOMO_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("SOMO_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# One Redis database per xdist worker (gw0 -> 15, gw1 -> 14, ...), so parallel tests that use
+# the same phone numbers or session ids never see each other's keys.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+REDIS_URL = os.environ.get("SOMO_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{15 - _WORKER % 15}")
 RUN_ID = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
 DB_PREFIX = "somo_test_"
 BACKENDS = ("sqlite", "postgres")
@@ -114,11 +117,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = kept
 
 
+_BACKEND_ID = re.compile(rf"\[(?:[^\]]*-)?({'|'.join(BACKENDS)})(?:-[^\]]*)?\]$")
+
+
+def _backend(nodeid: str) -> str | None:
+    """The backend a test ran on: recorded at collection, or (under xdist, where the
+    controller collects nothing) read from the parameter id in the node id."""
+    if nodeid in _backend_of:
+        return _backend_of[nodeid]
+    found = _BACKEND_ID.search(nodeid)
+    return found.group(1) if found else None
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     counts = {b: {"passed": 0, "failed": 0, "skipped": 0} for b in BACKENDS}
     for outcome in ("passed", "failed", "skipped"):
         for report in terminalreporter.stats.get(outcome, []):
-            backend = _backend_of.get(getattr(report, "nodeid", ""))
+            backend = _backend(getattr(report, "nodeid", ""))
             if backend and (outcome != "passed" or report.when == "call"):
                 counts[backend][outcome] += 1
     line = ", ".join(

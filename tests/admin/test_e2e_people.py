@@ -58,8 +58,10 @@ async def test_register_and_revoke_an_edge_node(console: Console, browser: Any) 
 
 async def test_the_console_fits_a_360px_phone_and_works_from_the_keyboard(console: Console, browser: Any) -> None:
     page = await browser.new_page(viewport={"width": 360, "height": 740})
+    page.set_default_timeout(10_000)
     await page.goto(f"{console.base_url}/admin/login")
     # Keyboard only: the username field has focus, Tab moves to the password, Enter submits.
+    await page.wait_for_function("document.activeElement && document.activeElement.id === 'login'")
     await page.keyboard.type(console.a.admin)
     await page.keyboard.press("Tab")
     await page.keyboard.type("correct-horse-battery")

@@ -27,6 +27,7 @@ from server.settings import (
     RateLimitSettings,
     RedisSettings,
     Settings,
+    UssdSettings,
 )
 from server.simulators.acs import AcsSimConfig, add_acs_routes
 from server.simulators.africastalking import AtSimConfig, add_at_routes
@@ -142,6 +143,9 @@ async def make_world(
         redis=RedisSettings(url=redis_url),
         notifications=NotificationsSettings(at_api_key=AT_API_KEY, send_interval_s=0, **(notifications or {})),
         rate_limit=RateLimitSettings(enabled=False),
+        # The longest hop deadline allowed: on a loaded CI machine a hop may take seconds, and
+        # these tests are about the menus, not about how the engine meets AT's timeout.
+        ussd=UssdSettings(deadline_s=12),
         payments=PaymentsSettings(
             simulator_url=str(sim.make_url("/")).rstrip("/"),
             mpesa_consumer_key="sim-consumer-key",
