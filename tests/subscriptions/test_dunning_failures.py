@@ -31,6 +31,10 @@ from tests.subscriptions.conftest import (
 from tests.ussd.conftest import AMINA, World, make_world
 from tests.ussd.test_sms import replies_to, settle, text_in
 
+# The simulator reports delivery moments after accepting a message; on a busy machine the
+# report can land before the send is recorded, and the domain then records it as delivered.
+SENT_OR_DELIVERED = ({"sent": 1}, {"delivered": 1})
+
 
 @pytest.fixture
 async def misconfigured(database_url: str, aiohttp_server: AiohttpServer, aiohttp_client: AiohttpClient) -> World:
@@ -131,7 +135,7 @@ async def acs_world(database_url: str, aiohttp_server: AiohttpServer, aiohttp_cl
 async def test_notifications_can_go_by_azure_communication_services_sms(acs_world: World) -> None:
     world = acs_world
     assert (await job(world, "renewals"))["queued"] == 1
-    assert await send(world) == {"sent": 1}
+    assert await send(world) in SENT_OR_DELIVERED
     sent = await (await world.sim_client.get("/sim/acs/sms")).json()
     assert [m["to"] for m in sent] == [AMINA]
     assert sent[0]["message"].startswith("Hi Amina Wanjiru, your Somo Premium (KES 300)")

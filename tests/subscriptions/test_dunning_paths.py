@@ -28,6 +28,10 @@ from tests.subscriptions.conftest import (
 from tests.ussd.conftest import AMINA, World
 from tests.ussd.test_sms import replies_to, settle, text_in
 
+# The simulator reports delivery moments after accepting a message; on a busy machine the
+# report can land before the send is recorded, and the domain then records it as delivered.
+SENT_OR_DELIVERED = ({"sent": 1}, {"delivered": 1})
+
 
 async def _approve_by_sms(world: World, replies_before: int) -> None:
     """Amina replies RENEW; the prompt is answered and the callback settles the renewal."""
@@ -52,7 +56,7 @@ async def test_invited_before_the_due_date_and_paid_at_attempt_1(world: World) -
     [invite] = await messages(world, event="renewal_due")
     # The demo school's own wording, over the built-in text; contact points filled in.
     assert invite.body.startswith("Hi Amina Wanjiru, your Somo Premium (KES 300) renews on 30/11/2026. Reply RENEW")
-    assert await send(world) == {"sent": 1}
+    assert await send(world) in SENT_OR_DELIVERED
     [invite] = await messages(world, event="renewal_due")  # as sent: the contact points filled
     assert "*384*123#" in invite.body and invite.body.endswith("Demo School")
 
@@ -191,7 +195,7 @@ async def test_a_reminder_due_in_quiet_hours_waits_for_seven_in_the_morning(worl
     travel(world, morning - days(1 / 24 / 60))
     assert await send(world) == {}
     travel(world, morning)
-    assert await send(world) == {"sent": 1}
+    assert await send(world) in SENT_OR_DELIVERED
     await assert_nothing_sent_in_quiet_hours(world)
 
 

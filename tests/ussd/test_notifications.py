@@ -23,6 +23,10 @@ from tests.factories import make_learner
 from tests.ussd.conftest import AMINA, World
 from tests.ussd.test_sms import replies_to, text_in
 
+# The simulator reports delivery moments after accepting a message; on a busy machine the
+# report can land before the send is recorded, and the domain then records it as delivered.
+SENT_OR_DELIVERED = ({"sent": 1}, {"delivered": 1})
+
 
 async def send_due(app: web.Application) -> dict[str, int] | None:
     """The notifications job, as the scheduler runs it."""
@@ -53,7 +57,7 @@ async def test_a_renewal_paid_on_ussd_is_confirmed_by_sms(world: World) -> None:
     await _renew_amina(world)
     queued = await _thanks(world)
     assert queued.status is NotificationStatus.QUEUED and queued.recipient == AMINA
-    assert await send_due(world.app) == {"sent": 1}
+    assert await send_due(world.app) in SENT_OR_DELIVERED
     assert await send_due(world.app) == {}  # sent once
     [message] = await replies_to(world, AMINA, 1)
     assert message.startswith("Thank you Amina Wanjiru. We received KES 300, receipt "), message
@@ -202,8 +206,9 @@ async def test_a_send_that_dies_mid_way_is_sent_again_when_its_lease_ends(world:
     senders = Senders(sms=world.app[phone_channels_key].sender, contacts={"ussd_code": "*384*123#"})
     assert await deliver(sessions=world.makers, senders=senders, log_id=log_id, clock=world.clock) is None  # leased
     world.clock.advance(CLAIM_LEASE)
-    assert await deliver(sessions=world.makers, senders=senders, log_id=log_id, clock=world.clock) is (
-        NotificationStatus.SENT
+    assert await deliver(sessions=world.makers, senders=senders, log_id=log_id, clock=world.clock) in (
+        NotificationStatus.SENT,
+        NotificationStatus.DELIVERED,  # the simulator's delivery report may land first
     )
     [message] = await replies_to(world, AMINA, 1)
     assert message == "Hi Amina Wanjiru, your Somo subscription has ended. Dial *384*123# to renew."
