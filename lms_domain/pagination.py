@@ -39,7 +39,7 @@ def decode_cursor(cursor: str) -> uuid.UUID:
 
 async def paginate(
     session: AsyncSession,
-    stmt: sa.Select[Any],
+    stmt: sa.Select[*tuple[Any, ...]],
     id_column: Any,
     *,
     cursor: str | None,
@@ -66,4 +66,38 @@ async def paginate(
         rows = rows[:limit]
         last = rows[-1]
         return rows, encode_cursor(last["id"] if as_rows else last.id)
+    return rows, None
+
+
+async def keyset_page(
+    session: AsyncSession,
+    stmt: sa.Select[*tuple[Any, ...]],
+    model: Any,
+    column: Any = None,
+    *,
+    descending: bool,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[Any], str | None]:
+    """Rows (the model first in each) ordered by ``column`` (or by id alone) then id, after
+    ``cursor`` (the id of the last row shown): stable under inserts, and no OFFSET. Ids are
+    time-ordered, so id order is creation order."""
+    if cursor and column is None:
+        last_id = decode_cursor(cursor)
+        stmt = stmt.where(model.id < last_id if descending else model.id > last_id)
+    elif cursor:
+        last_id = decode_cursor(cursor)
+        last = await session.scalar(sa.select(column).where(model.id == last_id))
+        if last is None:
+            raise InvalidInput("cursor is not one we issued", code="invalid_cursor")
+        if descending:
+            stmt = stmt.where(sa.or_(column < last, sa.and_(column == last, model.id < last_id)))
+        else:
+            stmt = stmt.where(sa.or_(column > last, sa.and_(column == last, model.id > last_id)))
+    keys = [model.id] if column is None else [column, model.id]
+    order = [k.desc() if descending else k.asc() for k in keys]
+    rows = list((await session.execute(stmt.order_by(*order).limit(limit + 1))).all())
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return rows, encode_cursor(rows[-1][0].id)
     return rows, None

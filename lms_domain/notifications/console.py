@@ -31,7 +31,7 @@ from lms_domain.notifications.models import (
 from lms_domain.notifications.schemas import TemplateOut
 from lms_domain.notifications.service import render, template_id_for
 from lms_domain.notifications.templates import list_templates, sms_warnings, template_out
-from lms_domain.pagination import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from lms_domain.pagination import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, keyset_page
 from lms_domain.phones import normalize_msisdn
 from lms_domain.tenancy.models import Learner, Phone
 
@@ -331,15 +331,11 @@ async def list_notification_log(
         stmt = stmt.where(log.created_at >= query.since)
     if query.until is not None:
         stmt = stmt.where(log.created_at < query.until)
-    # Ids are UUIDv7, so id order is creation order and the cursor is the last id seen.
-    if query.cursor:
-        after = decode_cursor(query.cursor)
-        stmt = stmt.where(log.id > after if query.oldest_first else log.id < after)
-    stmt = stmt.order_by(log.id.asc() if query.oldest_first else log.id.desc()).limit(query.limit + 1)
-    rows = (await session.execute(stmt)).all()
-    cursor = encode_cursor(rows[query.limit - 1][0].id) if len(rows) > query.limit else None
+    rows, cursor = await keyset_page(
+        session, stmt, log, descending=not query.oldest_first, cursor=query.cursor, limit=query.limit
+    )
     items = []
-    for entry, name in rows[: query.limit]:
+    for entry, name in rows:
         item = NotificationLogEntry.model_validate(entry)
         item.learner_name = name
         items.append(item)

@@ -26,7 +26,7 @@ from lms_domain.errors import InvalidInput, NotFound
 from lms_domain.ledger.accounts import CHART, SPEC_BY_CODE, as_reported
 from lms_domain.ledger.models import JournalEntry, LedgerAccount, Posting
 from lms_domain.ledger.service import trial_balance
-from lms_domain.pagination import CURSOR_PATTERN, decode_cursor, encode_cursor
+from lms_domain.pagination import CURSOR_PATTERN, keyset_page
 from lms_domain.payments import paybill
 from lms_domain.payments.models import (
     FailureClass,
@@ -316,35 +316,6 @@ def _day_bounds(stmt: Any, column: Any, since: datetime | None, until: datetime 
     if until is not None:
         stmt = stmt.where(column < until)
     return stmt
-
-
-async def keyset_page(
-    session: AsyncSession,
-    stmt: sa.Select[Any],
-    model: Any,
-    column: Any,
-    *,
-    descending: bool,
-    cursor: str | None,
-    limit: int,
-) -> tuple[list[Any], str | None]:
-    """Rows (the model first in each) ordered by ``column`` then id, after ``cursor`` (the id of
-    the last row shown): stable under inserts, and no OFFSET."""
-    if cursor:
-        last_id = decode_cursor(cursor)
-        last = await session.scalar(sa.select(column).where(model.id == last_id))
-        if last is None:
-            raise InvalidInput("cursor is not one we issued", code="invalid_cursor")
-        if descending:
-            stmt = stmt.where(sa.or_(column < last, sa.and_(column == last, model.id < last_id)))
-        else:
-            stmt = stmt.where(sa.or_(column > last, sa.and_(column == last, model.id > last_id)))
-    order = (column.desc(), model.id.desc()) if descending else (column.asc(), model.id.asc())
-    rows = list((await session.execute(stmt.order_by(*order).limit(limit + 1))).all())
-    if len(rows) > limit:
-        rows = rows[:limit]
-        return rows, encode_cursor(rows[-1][0].id)
-    return rows, None
 
 
 def _sorting(sort: str, created: Any, amount: Any) -> tuple[Any, bool]:

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from lms_domain.access import Actor, ensure_visible, tenant_filter
 from lms_domain.db import Base, IdMixin, TimestampMixin
 from lms_domain.errors import Conflict, InvalidInput, NotFound
-from lms_domain.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from lms_domain.pagination import DEFAULT_LIMIT, MAX_LIMIT, keyset_page
 from lms_domain.payments.models import Payment, PaymentIntent
 from lms_domain.payments.reconciliation import Discrepancy, DiscrepancyClass, ReconciliationReport
 from lms_domain.tenancy.models import Institution, User
@@ -425,11 +425,10 @@ async def list_runs(*, session: AsyncSession, actor: Actor, query: RunQuery) -> 
         stmt = stmt.where(ReconciliationRun.day >= query.day_from)
     if query.day_until:
         stmt = stmt.where(ReconciliationRun.day < query.day_until)
-    if query.cursor:
-        stmt = stmt.where(ReconciliationRun.id < decode_cursor(query.cursor))
-    rows = list((await session.scalars(stmt.order_by(ReconciliationRun.id.desc()).limit(query.limit + 1))).all())
-    cursor = encode_cursor(rows[query.limit - 1].id) if len(rows) > query.limit else None
-    return [RunOut.model_validate(r) for r in rows[: query.limit]], cursor
+    rows, cursor = await keyset_page(
+        session, stmt, ReconciliationRun, descending=True, cursor=query.cursor, limit=query.limit
+    )
+    return [RunOut.model_validate(run) for (run,) in rows], cursor
 
 
 async def get_run(*, session: AsyncSession, actor: Actor, run_id: uuid.UUID) -> RunOut:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms_domain.access import Actor, tenant_filter
-from lms_domain.pagination import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from lms_domain.pagination import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, keyset_page
 from lms_domain.platform.models import AuditLog
 from lms_domain.tenancy.models import User
 
@@ -118,10 +118,7 @@ async def list_entries(
         stmt = stmt.where(AuditLog.at >= query.since)
     if query.until:
         stmt = stmt.where(AuditLog.at < query.until)
-    if query.cursor:
-        stmt = stmt.where(AuditLog.id < decode_cursor(query.cursor))
-    rows = (await session.execute(stmt.order_by(AuditLog.id.desc()).limit(query.limit + 1))).all()
-    cursor = encode_cursor(rows[query.limit - 1][0].id) if len(rows) > query.limit else None
+    rows, cursor = await keyset_page(session, stmt, AuditLog, descending=True, cursor=query.cursor, limit=query.limit)
     items = [
         AuditEntryOut(
             id=entry.id,
@@ -136,6 +133,6 @@ async def list_entries(
             after=entry.after,
             request_id=entry.request_id,
         )
-        for entry, username in rows[: query.limit]
+        for entry, username in rows
     ]
     return items, cursor

@@ -16,8 +16,8 @@ from lms_domain.access import Actor, tenant_filter
 from lms_domain.commerce.models import Price, PriceInterval, Product
 from lms_domain.errors import NotFound
 from lms_domain.notifications.models import NotificationLog
-from lms_domain.pagination import CURSOR_PATTERN
-from lms_domain.payments.console import EXPORT_LIMIT, PAGE_SIZE, IntentRow, intent_row, keyset_page, learner_condition
+from lms_domain.pagination import CURSOR_PATTERN, keyset_page
+from lms_domain.payments.console import EXPORT_LIMIT, PAGE_SIZE, IntentRow, intent_row, learner_condition
 from lms_domain.payments.models import Payment, PaymentIntent
 from lms_domain.subscriptions import queries
 from lms_domain.subscriptions.models import QueuedRenewal, Subscription, SubscriptionStatus

@@ -12,7 +12,7 @@ import hmac
 import io
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -51,6 +51,7 @@ from server.problems import status_for
 log = logging.getLogger("somo.admin")
 NAIROBI = ZoneInfo("Africa/Nairobi")
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 EMPTY_FORM: MultiDictProxy[str] = MultiDictProxy(MultiDict())
 # The CSRF token of the page being rendered, for macros imported without the template's
 # context (``{% import "admin/macros.html" as m %}``); rendering is synchronous, so the value
@@ -219,6 +220,21 @@ def _nairobi_day(text: str, *, next_day: bool = False) -> datetime | None:
     if next_day:
         day += timedelta(days=1)
     return datetime.combine(day, time(0), tzinfo=NAIROBI)
+
+
+async def every_page(
+    fetch: Callable[[str | None], Awaitable[tuple[Sequence[T], str | None]]], *, max_rows: int = 50_000
+) -> list[T]:
+    """Every row a list shows, page by page through the list's own domain query (so exports are
+    scoped and filtered exactly like the page), stopping at ``max_rows``."""
+    rows: list[T] = []
+    cursor: str | None = None
+    while len(rows) < max_rows:
+        batch, cursor = await fetch(cursor)
+        rows.extend(batch)
+        if cursor is None:
+            break
+    return rows[:max_rows]
 
 
 def csv_response(filename: str, header: Iterable[str], rows: Iterable[Iterable[Any]]) -> web.Response:

@@ -9,16 +9,13 @@ from aiohttp import web
 
 from lms_domain.platform.audit import AuditEntryOut, AuditQuery, list_entries
 from server.admin.menu import ADMINS
-from server.admin.views import AdminRoutes, Page, csv_response
+from server.admin.views import AdminRoutes, Page, csv_response, every_page
 
 routes = AdminRoutes()
 
 
 def _json(value: object) -> str:
     return "" if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
-
-
-CSV_MAX_ROWS = 50_000
 
 
 @routes.get("/admin/audit", roles=ADMINS)
@@ -28,15 +25,12 @@ async def show_audit_log(page: Page) -> web.StreamResponse:
     query = page.validate(AuditQuery, {**fields, "since": since, "until": until})
     async with page.read() as session:
         if page.wants_csv:
-            rows: list[AuditEntryOut] = []
-            cursor: str | None = None
-            while len(rows) < CSV_MAX_ROWS:
-                batch, cursor = await list_entries(
-                    session=session, actor=page.actor, query=query.model_copy(update={"cursor": cursor, "limit": 200})
-                )
-                rows.extend(batch)
-                if cursor is None:
-                    break
+
+            async def fetch(cursor: str | None) -> tuple[list[AuditEntryOut], str | None]:
+                batch = query.model_copy(update={"cursor": cursor, "limit": 200})
+                return await list_entries(session=session, actor=page.actor, query=batch)
+
+            rows = await every_page(fetch)
             return csv_response(
                 "audit-log.csv",
                 ["at", "user", "action", "target_type", "target_id", "institution_id", "before", "after", "request_id"],

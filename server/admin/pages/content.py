@@ -53,7 +53,7 @@ from lms_domain.learning.summaries import ChoiceText, QuestionText, QuizContent
 from lms_domain.pagination import MAX_LIMIT
 from lms_domain.tenancy.admin import list_institutions
 from lms_domain.tenancy.schemas import InstitutionListQuery
-from server.admin.views import AdminRoutes, FormInvalid, Page, csv_response
+from server.admin.views import AdminRoutes, FormInvalid, Page, csv_response, every_page
 from ussd.engine import UssdService
 from ussd.layout import HARD_CAP, SCREEN_BUDGET, clean, paginate
 from ussd.menus import SCREENS
@@ -302,15 +302,14 @@ async def list_courses(page: Page) -> web.StreamResponse:
 
 
 async def _courses_csv(page: Page) -> web.StreamResponse:
-    courses: list[CourseOut] = []
-    cursor: str | None = None
     async with page.read() as session:
-        while len(courses) < CSV_MAX_ROWS:
+
+        async def fetch(cursor: str | None) -> tuple[list[CourseOut], str | None]:
             query = _list_query(page, cursor=cursor, limit=MAX_LIMIT)
-            rows, cursor = await authoring.list_courses(session=session, actor=page.actor, query=query)
-            courses.extend(CourseOut.model_validate(dict(r)) for r in rows)
-            if cursor is None:
-                break
+            rows, next_cursor = await authoring.list_courses(session=session, actor=page.actor, query=query)
+            return [CourseOut.model_validate(dict(r)) for r in rows], next_cursor
+
+        courses = await every_page(fetch, max_rows=CSV_MAX_ROWS)
     header = ["id", "institution_id", "slug", "title_en", "title_sw", "access", "published", "created", "updated"]
     return csv_response(
         "courses.csv",

@@ -24,7 +24,7 @@ from lms_domain.notifications.schemas import TemplateIn, TemplateOut
 from lms_domain.notifications.templates import delete_template, list_templates, save_template
 from lms_domain.pagination import MAX_LIMIT
 from server.admin.menu import ADMINS
-from server.admin.views import NAIROBI, AdminRoutes, FormInvalid, Page, csv_response, safe_next
+from server.admin.views import NAIROBI, AdminRoutes, FormInvalid, Page, csv_response, every_page, safe_next
 
 routes = AdminRoutes()
 
@@ -289,15 +289,13 @@ def _log_query(page: Page, **extra: Any) -> notes.NotificationLogQuery:
 @routes.get("/admin/notifications/log", roles=ADMINS)
 async def notification_log(page: Page) -> web.StreamResponse:
     if page.wants_csv:
-        query = _log_query(page, cursor=None, limit=MAX_LIMIT)
-        rows: list[notes.NotificationLogEntry] = []
         async with page.read() as session:
-            while len(rows) < CSV_ROWS:
-                items, cursor = await notes.list_notification_log(session=session, actor=page.actor, query=query)
-                rows.extend(items)
-                if cursor is None:
-                    break
-                query = query.model_copy(update={"cursor": cursor})
+
+            async def fetch(cursor: str | None) -> tuple[list[notes.NotificationLogEntry], str | None]:
+                query = _log_query(page, cursor=cursor, limit=MAX_LIMIT)
+                return await notes.list_notification_log(session=session, actor=page.actor, query=query)
+
+            rows = await every_page(fetch, max_rows=CSV_ROWS)
         return csv_response(
             "notification-log.csv",
             LOG_CSV,

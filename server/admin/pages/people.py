@@ -3,8 +3,7 @@ name, the profiles on a shared phone, PIN reset and unlock)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 
@@ -25,29 +24,15 @@ from lms_domain.tenancy.schemas import (
     UserUpdate,
 )
 from server.admin.menu import ADMINS, PLATFORM, STAFF
-from server.admin.views import AdminRoutes, Page, csv_response
+from server.admin.views import AdminRoutes, Page, csv_response, every_page
 from server.keys import hasher_key
 
 routes = AdminRoutes()
-CSV_MAX_ROWS = 50_000
-T = TypeVar("T")
 
 
 def _form(page: Page, *names: str) -> dict[str, str]:
     """The named form fields that were filled in (an empty field means "not given")."""
     return {n: str(page.form[n]).strip() for n in names if str(page.form.get(n, "")).strip()}
-
-
-async def _every_page(fetch: Callable[[str | None], Awaitable[tuple[list[T], str | None]]]) -> list[T]:
-    """All rows a list shows, page by page through the same domain query (bounded)."""
-    rows: list[T] = []
-    cursor: str | None = None
-    while len(rows) < CSV_MAX_ROWS:
-        batch, cursor = await fetch(cursor)
-        rows.extend(batch)
-        if cursor is None:
-            break
-    return rows[:CSV_MAX_ROWS]
 
 
 # Institutions ---------------------------------------------------------------------------
@@ -64,7 +49,7 @@ async def list_institutions(page: Page) -> web.StreamResponse:
                 found, nxt = await admin.list_institutions(session=session, actor=page.actor, query=q)
                 return list(found), nxt
 
-            every = await _every_page(fetch)
+            every = await every_page(fetch)
             return csv_response(
                 "institutions.csv",
                 ["id", "name", "code", "default_language", "vat_rate_bp", "is_active", "created_at"],
@@ -149,7 +134,7 @@ async def list_users(page: Page) -> web.StreamResponse:
                 found, nxt = await admin.list_users(session=session, actor=page.actor, query=q)
                 return list(found), nxt
 
-            every = await _every_page(fetch)
+            every = await every_page(fetch)
             return csv_response(
                 "users.csv",
                 ["id", "username", "full_name", "email", "role", "institution_id", "is_active", "last_login_at"],
@@ -240,7 +225,7 @@ async def list_learners(page: Page) -> web.StreamResponse:
                 q = query.model_copy(update={"cursor": cursor, "limit": 200})
                 return await admin.list_learners(session=session, actor=page.actor, query=q)
 
-            rows = await _every_page(fetch)
+            rows = await every_page(fetch)
             return csv_response(
                 "learners.csv",
                 [

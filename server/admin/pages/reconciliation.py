@@ -33,7 +33,7 @@ from lms_domain.payments.exceptions import (
 from lms_domain.payments.models import Provider
 from lms_domain.payments.reconciliation import DiscrepancyClass
 from server.admin.menu import ADMINS, PLATFORM
-from server.admin.views import AdminRoutes, FormInvalid, Page, csv_response
+from server.admin.views import AdminRoutes, FormInvalid, Page, csv_response, every_page
 
 routes = AdminRoutes()
 CSV_MAX_ROWS = 50_000
@@ -139,17 +139,13 @@ async def show_reconciliation(page: Page) -> web.StreamResponse:
 
 
 async def _all_runs(page: Page, query: RunQuery) -> list[RunOut]:
-    rows: list[RunOut] = []
-    cursor: str | None = None
     async with page.read() as session:
-        while len(rows) < CSV_MAX_ROWS:
-            batch, cursor = await list_runs(
-                session=session, actor=page.actor, query=query.model_copy(update={"cursor": cursor, "limit": CSV_BATCH})
-            )
-            rows.extend(batch)
-            if cursor is None:
-                break
-    return rows
+
+        async def fetch(cursor: str | None) -> tuple[list[RunOut], str | None]:
+            batch = query.model_copy(update={"cursor": cursor, "limit": CSV_BATCH})
+            return await list_runs(session=session, actor=page.actor, query=batch)
+
+        return await every_page(fetch, max_rows=CSV_MAX_ROWS)
 
 
 @routes.get("/admin/reconciliation/runs/{run_id}", roles=PLATFORM)
@@ -206,17 +202,13 @@ async def show_exceptions(page: Page) -> web.StreamResponse:
 
 
 async def _all_exceptions(page: Page, query: ExceptionQuery) -> list[ExceptionOut]:
-    rows: list[ExceptionOut] = []
-    cursor: str | None = None
     async with page.read() as session:
-        while len(rows) < CSV_MAX_ROWS:
-            batch, cursor = await list_exceptions(
-                session=session, actor=page.actor, query=query.model_copy(update={"cursor": cursor, "limit": CSV_BATCH})
-            )
-            rows.extend(batch)
-            if cursor is None:
-                break
-    return rows
+
+        async def fetch(cursor: str | None) -> tuple[list[ExceptionOut], str | None]:
+            batch = query.model_copy(update={"cursor": cursor, "limit": CSV_BATCH})
+            return await list_exceptions(session=session, actor=page.actor, query=batch)
+
+        return await every_page(fetch, max_rows=CSV_MAX_ROWS)
 
 
 def _exceptions_csv(rows: list[ExceptionOut]) -> web.Response:
