@@ -26,6 +26,7 @@ from edge_node import renewals
 from edge_node.node import NodeFiles, OpenNode, client_for, open_node
 from lms_domain.changefeed.models import SyncConflict
 from lms_domain.clock import Clock, SystemClock
+from lms_domain.projections import open_projections
 from lms_domain.security import DEFAULT_HASHER, Hasher
 from server.api import auth, content, courses, health, learning, people
 from server.api.docs import add_docs_routes
@@ -39,6 +40,7 @@ from server.keys import (
     engine_key,
     hasher_key,
     openapi_key,
+    projections_key,
     read_sessionmaker_key,
     sessionmaker_key,
     settings_key,
@@ -81,6 +83,8 @@ async def edge_node_ctx(app: web.Application) -> AsyncIterator[None]:
         app[sync_context_key] = node.db.context
         app[sessionmaker_key] = node.db.write
         app[read_sessionmaker_key] = node.db.read
+        app[projections_key] = projections = open_projections(node.engine)
+        stack.push_async_callback(projections.close)
         yield
 
 

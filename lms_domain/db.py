@@ -7,6 +7,7 @@ composition roots (``server``, ``edge_node``) read configuration.
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, TypeVar, cast
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 from sqlalchemy.util import await_only
 
+from lms_domain import sqlite_driver
 from lms_domain.ids import new_id
 from lms_domain.types import UTCDateTime
 
@@ -170,10 +172,12 @@ def create_engine(
         # more only add GIL contention.
         # The pool's rollback-on-return is skipped: it is one more hop to the connection's
         # thread per unit of work, and every session already ends its transaction itself.
+        # One hop to the connection's thread per statement, not four (see sqlite_driver).
+        database = parsed.database or ":memory:"
         engine = create_async_engine(
             parsed,
             echo=echo,
-            connect_args={"timeout": 30},
+            async_creator=functools.partial(sqlite_driver.connector, database, timeout=30),
             pool_size=min(pool_size, 4),
             max_overflow=2,
             pool_reset_on_return=None,

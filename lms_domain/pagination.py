@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms_domain.errors import InvalidInput
+from lms_domain.projections import ConnectionProjection, Projection
 
 T = TypeVar("T")
 MAX_LIMIT = 200
@@ -38,7 +39,7 @@ def decode_cursor(cursor: str) -> uuid.UUID:
 
 
 async def paginate(
-    session: AsyncSession,
+    db: AsyncSession | Projection,
     stmt: sa.Select[*tuple[Any, ...]],
     id_column: Any,
     *,
@@ -47,21 +48,23 @@ async def paginate(
     as_rows: bool = False,
     params: dict[str, Any] | None = None,
 ) -> tuple[Sequence[Any], str | None]:
-    """Rows after ``cursor`` in id order, and the cursor of the next page (None at the end)."""
+    """Rows after ``cursor`` in id order, and the cursor of the next page (None at the end).
+
+    ``as_rows`` (always, for a projection) gives dicts instead of ORM objects:
+    cheaper for read-only lists that go straight to JSON (no identity map, no
+    instrumentation, and no ORM compile step)."""
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", code="invalid_limit")
     if cursor:
         stmt = stmt.where(id_column > decode_cursor(cursor))
     stmt = stmt.order_by(id_column).limit(limit + 1)
-    # ``as_rows`` gives row mappings instead of ORM objects: cheaper for read-only lists that
-    # go straight to JSON (no identity map, no instrumentation).
-    if not as_rows:
-        rows: list[Any] = list((await session.scalars(stmt, params or {})).all())
+    rows: list[Any]
+    if isinstance(db, AsyncSession) and not as_rows:
+        rows = list((await db.scalars(stmt, params or {})).all())
     else:
-        # Core execution on the session's connection: skips the ORM's compile and loading
-        # steps, which cost more than the query itself on a hot list endpoint.
-        connection = await session.connection()
-        rows = list((await connection.execute(stmt, params or {})).mappings().all())
+        as_rows = True
+        projection = ConnectionProjection(await db.connection()) if isinstance(db, AsyncSession) else db
+        rows = list(await projection.fetch(stmt, params))
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]

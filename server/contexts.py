@@ -13,6 +13,7 @@ from lms_domain.access import Actor
 from lms_domain.changefeed import SyncContext, install_change_capture
 from lms_domain.changefeed.models import OutboxEntry
 from lms_domain.db import create_engine, make_sessionmaker
+from lms_domain.projections import open_projections
 from server.auth.tokens import decode_access_token
 from server.joblock import JobLocks
 from server.keys import (
@@ -25,6 +26,7 @@ from server.keys import (
     job_locks_key,
     kv_key,
     phone_channels_key,
+    projections_key,
     read_sessionmaker_key,
     senders_key,
     sessionmaker_key,
@@ -62,8 +64,12 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[sync_context_key] = sync_context
     app[sessionmaker_key] = make_sessionmaker(engine, sync_context)
     app[read_sessionmaker_key] = make_sessionmaker(engine, sync_context, read_only=True)
-    yield
-    await engine.dispose()
+    app[projections_key] = projections = open_projections(engine)
+    try:
+        yield
+    finally:
+        await projections.close()
+        await engine.dispose()
 
 
 async def kv_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -11,6 +11,7 @@ from lms_domain.assessments.ports import CertificateRenderer
 from lms_domain.changefeed import SyncContext
 from lms_domain.clock import Clock
 from lms_domain.notifications.service import Senders
+from lms_domain.projections import Projections
 from lms_domain.security import Hasher
 from server.admin.sessions import SessionStore
 from server.auth.verified import VerifiedTokens
@@ -28,6 +29,8 @@ clock_key = web.AppKey("clock", Clock)
 engine_key = web.AppKey("engine", AsyncEngine)
 sessionmaker_key = web.AppKey("sessionmaker", async_sessionmaker[AsyncSession])
 read_sessionmaker_key = web.AppKey("read_sessionmaker", async_sessionmaker[AsyncSession])
+# Session-free reads for hot lists (see lms_domain.projections).
+projections_key = web.AppKey("projections", Projections)
 sync_context_key = web.AppKey("sync_context", SyncContext)
 kv_key = web.AppKey("kv", KeyValueStore)
 buckets_key = web.AppKey("buckets", Buckets)

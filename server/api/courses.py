@@ -13,8 +13,8 @@ api = Api("courses", description="Courses: staff author them; learners browse th
 
 @api.get("/courses", summary="List courses", query=CourseListQuery, response=CoursePage)
 async def list_courses(call: Call[Any, CourseListQuery]) -> CoursePage:
-    async with call.read() as session:
-        rows, cursor = await authoring.list_courses(session=session, actor=call.actor, query=call.query)
+    async with call.rows() as projection:
+        rows, cursor = await authoring.list_courses(session=projection, actor=call.actor, query=call.query)
         # Validating plain dicts runs in pydantic-core (Rust): faster than from_attributes
         # or model_construct on a hot list.
         return CoursePage.model_validate({"items": rows, "next_cursor": cursor})

@@ -22,9 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lms_domain.access import Actor
 from lms_domain.clock import Clock
 from lms_domain.errors import InvalidInput, NotFound, Unauthenticated
+from lms_domain.projections import Projection
 from lms_domain.tenancy.models import Role
 from server.auth.tokens import actor_from_request
-from server.keys import clock_key, read_sessionmaker_key, sessionmaker_key
+from server.keys import clock_key, projections_key, read_sessionmaker_key, sessionmaker_key
 
 B = TypeVar("B", bound=BaseModel)
 Q = TypeVar("Q", bound=BaseModel)
@@ -85,6 +86,12 @@ class Call(Generic[B, Q]):
         """A read-only unit of work: never takes SQLite's write lock."""
         async with self.app[read_sessionmaker_key]() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def rows(self) -> AsyncIterator[Projection]:
+        """A read projection (no ORM session): for lists that go straight to JSON."""
+        async with self.app[projections_key].connect() as projection:
+            yield projection
 
 
 Handler = Callable[[Call[Any, Any]], Awaitable[Any]]

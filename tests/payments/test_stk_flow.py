@@ -147,7 +147,9 @@ async def shop(database_url: str, aiohttp_server: AiohttpServer, aiohttp_client:
     sim = await aiohttp_server(
         create_daraja_app(
             DarajaSimConfig(
-                processing_ms=10,
+                # Slow enough that the pay answer (pending) always precedes the callback, even
+                # on a loaded machine: a real customer takes seconds to type the PIN.
+                processing_ms=250,
                 enforce_rule_17=False,  # the same phone pays the same amount in several tests
                 msisdn_faults={
                     daraja_phone(DUPLICATED): CallbackFaults(copies=3),
@@ -248,7 +250,7 @@ async def test_three_copies_of_the_callback_settle_once(shop: Shop) -> None:
 
 async def test_a_lost_callback_is_settled_by_stk_query(shop: Shop) -> None:
     intent = await shop.pay(await shop.order(), SILENT)
-    await asyncio.sleep(0.1)  # well past the simulated customer's answer
+    await asyncio.sleep(0.5)  # well past the simulated customer's answer (250 ms)
     assert shop.deliveries(intent["checkout_request_id"]) == 0
     assert (await shop.intent(intent["id"])).status is IntentStatus.PENDING
 

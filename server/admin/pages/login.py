@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-from urllib.parse import urlencode
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -174,7 +173,3 @@ async def set_language(page: Page) -> web.StreamResponse:
 
 def public_routes() -> list[web.RouteDef]:
     return [web.get("/admin/login", login_form), web.post("/admin/login", login_submit)]
-
-
-def login_url(next_path: str) -> str:
-    return "/admin/login?" + urlencode({"next": next_path})

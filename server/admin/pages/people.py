@@ -24,7 +24,7 @@ from lms_domain.tenancy.schemas import (
     UserUpdate,
 )
 from server.admin.menu import ADMINS, PLATFORM, STAFF
-from server.admin.views import AdminRoutes, Page, csv_response, every_page
+from server.admin.views import AdminRoutes, FormInvalid, Page, csv_response, every_page
 from server.keys import hasher_key
 
 routes = AdminRoutes()
@@ -297,8 +297,6 @@ async def update_learner(page: Page) -> web.StreamResponse:
 async def reset_pin(page: Page) -> web.StreamResponse:
     pin, again = str(page.form.get("pin", "")), str(page.form.get("pin_again", ""))
     if pin != again:
-        from server.admin.views import FormInvalid
-
         raise FormInvalid({"pin_again": page._("The two PINs differ.")})
     page.validate(PinReset, {"pin": pin})
     learner_id = page.path_uuid("learner_id")
