@@ -182,6 +182,7 @@ def create_engine(
             max_overflow=2,
             pool_reset_on_return=None,
         )
+        sqlite_driver.use_fast_types(engine.sync_engine.dialect)
         _configure_sqlite(engine, foreign_keys=foreign_keys, writer_lock=writer_lock or asyncio.Lock())
         return engine
     # No pre-ping (a round trip on every checkout); connections are recycled instead, and a

@@ -38,9 +38,21 @@ def decode_cursor(cursor: str) -> uuid.UUID:
         raise InvalidInput("cursor is not one we issued", code="invalid_cursor") from None
 
 
+class PreparedPage:
+    """A keyset page of a fixed statement, built once: the cursor and the limit are bound
+    parameters. Building ``where/order_by/limit`` per request, and the cache key SQLAlchemy
+    then computes for the new statement, costs about a tenth of a hot list's request."""
+
+    def __init__(self, stmt: sa.Select[*tuple[Any, ...]], id_column: Any) -> None:
+        limit = sa.bindparam("page_limit", type_=sa.Integer())
+        self.first = stmt.order_by(id_column).limit(limit)
+        after = sa.bindparam("page_after", type_=sa.Uuid())
+        self.after = stmt.where(id_column > after).order_by(id_column).limit(limit)
+
+
 async def paginate(
     db: AsyncSession | Projection,
-    stmt: sa.Select[*tuple[Any, ...]],
+    stmt: sa.Select[*tuple[Any, ...]] | PreparedPage,
     id_column: Any,
     *,
     cursor: str | None,
@@ -55,12 +67,19 @@ async def paginate(
     instrumentation, and no ORM compile step)."""
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", code="invalid_limit")
-    if cursor:
-        stmt = stmt.where(id_column > decode_cursor(cursor))
-    stmt = stmt.order_by(id_column).limit(limit + 1)
+    params = dict(params or {})
+    if isinstance(stmt, PreparedPage):
+        params["page_limit"] = limit + 1
+        if cursor:
+            params["page_after"] = decode_cursor(cursor)
+        stmt = stmt.after if cursor else stmt.first
+    else:
+        if cursor:
+            stmt = stmt.where(id_column > decode_cursor(cursor))
+        stmt = stmt.order_by(id_column).limit(limit + 1)
     rows: list[Any]
     if isinstance(db, AsyncSession) and not as_rows:
-        rows = list((await db.scalars(stmt, params or {})).all())
+        rows = list((await db.scalars(stmt, params)).all())
     else:
         as_rows = True
         projection = ConnectionProjection(await db.connection()) if isinstance(db, AsyncSession) else db

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.base import Executable
 
 from lms_domain.db import READ_ONLY_OPTION
+from lms_domain.sqlite_driver import use_fast_types
 
 Params = Mapping[str, Any] | None
 
@@ -108,6 +109,7 @@ class SqliteThreadProjections:
             max_overflow=0,
             pool_reset_on_return=None,
         )
+        use_fast_types(self._sync.dialect)
         sa.event.listen(self._sync, "connect", _read_only_sqlite)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="somo-read")
         self._projection = SqliteThreadProjection(self._sync, self._executor)

@@ -14,10 +14,13 @@ cursors on this driver worth streaming), so nothing changes but the number of ho
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiosqlite
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 
 
 class OneHopCursor:
@@ -98,3 +101,40 @@ def connector(database: str, *, timeout: float = 30) -> OneHopConnection:
     connection = OneHopConnection(connect, iter_chunk_size=64)
     connection._thread.daemon = True  # as SQLAlchemy's own adapter does: never block exit
     return connection
+
+
+_UUID_NEW = uuid.UUID.__new__
+_SET = object.__setattr__
+_UNKNOWN = uuid.SafeUUID.unknown
+
+
+def _uuid_from_hex(value: str | None) -> uuid.UUID | None:
+    """SQLite keeps a UUID as 32 hex digits. ``uuid.UUID(hex)`` re-checks and re-strips the
+    string in Python (a tenth of a 50-row list's request went there); the same object made
+    from the integer costs a third of that. Anything but 32 digits takes the careful path."""
+    if value is None:
+        return None
+    if len(value) != 32:
+        return uuid.UUID(value)
+    made = _UUID_NEW(uuid.UUID)
+    _SET(made, "int", int(value, 16))
+    _SET(made, "is_safe", _UNKNOWN)
+    return made
+
+
+class HexUuid(sa.Uuid):  # type: ignore[type-arg]
+    """``sa.Uuid`` as SQLite stores it (CHAR(32)), read back faster."""
+
+    cache_ok = True
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
+        if not self.as_uuid:
+            processor: Callable[[Any], Any] | None = super().result_processor(dialect, coltype)  # type: ignore[no-untyped-call]
+            return processor
+        return _uuid_from_hex
+
+
+def use_fast_types(dialect: Dialect) -> None:
+    """Give this SQLite dialect (one engine's, not the class) the faster UUID reader; call
+    before the engine runs its first statement (types are adapted once per dialect)."""
+    dialect.colspecs = {**dialect.colspecs, sa.Uuid: HexUuid}

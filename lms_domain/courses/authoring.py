@@ -16,7 +16,7 @@ from lms_domain.courses.schemas import CourseCreate, CourseListQuery, CourseOut,
 from lms_domain.db import apply_changes
 from lms_domain.errors import Conflict, NotFound
 from lms_domain.ids import new_id
-from lms_domain.pagination import paginate
+from lms_domain.pagination import PreparedPage, paginate
 from lms_domain.projections import Projection
 from lms_domain.tenancy.models import Institution
 
@@ -31,6 +31,8 @@ _TENANT_OR_CATALOG = sa.or_(
 )
 _PUBLISHED_FOR_LEARNERS = _COURSE_ROWS.where(_TENANT_OR_CATALOG, Course.is_published.is_(True))
 _ALL_FOR_STAFF = _COURSE_ROWS.where(_TENANT_OR_CATALOG)
+# The unfiltered lists (nearly every request) as pages built once.
+_PREPARED = {stmt: PreparedPage(stmt, Course.id) for stmt in (_COURSE_ROWS, _PUBLISHED_FOR_LEARNERS, _ALL_FOR_STAFF)}
 
 
 async def list_courses(
@@ -39,6 +41,7 @@ async def list_courses(
     """Plain rows (not ORM objects): a list goes straight to JSON, so skip the identity
     map. The hottest read: handlers pass a projection rather than a session."""
     params: dict[str, Any] = {}
+    stmt: sa.Select[Any]
     if actor.is_platform_admin:
         stmt = _COURSE_ROWS
     else:
@@ -61,7 +64,8 @@ async def list_courses(
                 .where(Tag.slug == query.tag, Tag.deleted_at.is_(None), CourseTag.deleted_at.is_(None))
             )
         )
-    return await paginate(session, stmt, Course.id, cursor=query.cursor, limit=query.limit, as_rows=True, params=params)
+    page = _PREPARED.get(stmt, stmt)
+    return await paginate(session, page, Course.id, cursor=query.cursor, limit=query.limit, as_rows=True, params=params)
 
 
 async def get_course(*, session: AsyncSession, actor: Actor, course_id: uuid.UUID) -> Course:

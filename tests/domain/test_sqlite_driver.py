@@ -3,6 +3,7 @@ still gets what a DB-API cursor gives (rows, rowcount, RETURNING, errors)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -55,3 +56,19 @@ async def test_rowcount_returning_and_errors_reach_sqlalchemy(engine: AsyncEngin
         await conn.rollback()  # the update and the insert before the error go with it
         labels = (await conn.execute(sa.select(_ROWS.c.label).order_by(_ROWS.c.id))).scalars().all()
         assert labels == [f"row {n}" for n in range(1, 6)]
+
+
+async def test_uuids_read_back_equal_whatever_form_they_were_stored_in(engine: AsyncEngine) -> None:
+    ids = sa.table("hop_ids", sa.column("id", sa.Uuid()))
+    stored = uuid.uuid4()
+    legacy = uuid.uuid4()  # written by hand with hyphens, as a raw-SQL fix-up might
+    async with engine.connect() as conn:
+        await conn.execute(sa.text("CREATE TEMP TABLE hop_ids (id CHAR(36))"))
+        await conn.execute(sa.insert(ids).values(id=stored))
+        await conn.execute(sa.text("INSERT INTO hop_ids (id) VALUES (:id)"), {"id": str(legacy)})
+        await conn.execute(sa.text("INSERT INTO hop_ids (id) VALUES (NULL)"))
+        read = (await conn.execute(sa.select(ids.c.id))).scalars().all()
+    assert read == [stored, legacy, None]
+    assert all(type(value) is uuid.UUID for value in read[:2])
+    assert {read[0]: "found"}[stored] == "found"  # hashes as the original does
+    assert str(read[0]) == str(stored) and read[0].version == 4
