@@ -4,6 +4,7 @@ simulators on loopback; a ``Phone`` that dials it with AT's real form protocol."
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer, unused_port
+from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -124,7 +125,11 @@ async def make_world(
         DarajaSimConfig(processing_ms=10, enforce_rule_17=False, msisdn_outcomes=dict(msisdn_outcomes or {}))
     )
     add_airtel_routes(sim_app, AirtelSimConfig(processing_ms=10, callback_auth=True))
-    port = unused_port()
+    # The app must know its own address (for the callback URLs it hands the simulators)
+    # before it listens: hold the port until then, so no other test's server can take it.
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    port = holder.getsockname()[1]
     public = f"http://127.0.0.1:{port}"
     add_at_routes(
         sim_app,
@@ -160,6 +165,7 @@ async def make_world(
     )
     clock = FixedClock(T0)
     app = create_app(settings, clock=clock, hasher=FAST_HASHER)
+    holder.close()
     server = await aiohttp_server(app, port=port)
     client = await aiohttp_client(server)
     makers = app[sessionmaker_key]
