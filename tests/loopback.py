@@ -1,10 +1,12 @@
 """Helpers for tests that talk to the provider simulators over loopback: a trace of what an
-adapter's HTTP session sent (``Wire``), and a server that collects the callbacks a simulator
-delivers (``Receiver``). Shared so the Daraja and Airtel suites observe the wire the same way."""
+adapter's HTTP session sent (``Wire``), a server that collects the callbacks a simulator
+delivers (``Receiver``), and a port held for an app that must know its address before it
+listens (``HeldPort``). Shared so the Daraja and Airtel suites observe the wire the same way."""
 
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -79,3 +81,21 @@ async def start_receiver(aiohttp_server: AiohttpServer, *paths: str, answer: Any
     for path in paths:
         app.router.add_post(path, collect)
     return Receiver(await aiohttp_server(app), app[received_key], paths[0])
+
+
+class HeldPort:
+    """A loopback port kept bound until the server that needs it is about to listen.
+
+    An app that hands out its own callback URLs needs its port before it starts; a port
+    picked and released at once (``unused_port``) can be taken by another test's server in
+    between ("Address already in use"). Held, nobody else can bind it."""
+
+    def __init__(self) -> None:
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self.number: int = self._socket.getsockname()[1]
+
+    def release(self) -> int:
+        """Free the port for the server about to listen on it."""
+        self._socket.close()
+        return self.number

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer, unused_port
+from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -53,6 +53,7 @@ from server.simulators.daraja import (
 )
 from tests.api.conftest import School, _school, login
 from tests.conftest import T0
+from tests.loopback import HeldPort
 
 V1 = "/api/v1"
 SECRET = "test-callback-secret-channels-01"
@@ -134,7 +135,8 @@ async def world(database_url: str, aiohttp_server: AiohttpServer, aiohttp_client
     )
     add_airtel_routes(sim_app, AirtelSimConfig(processing_ms=10, callback_auth=True))
     sim = await aiohttp_server(sim_app)
-    port = unused_port()
+    held = HeldPort()  # bound until the app listens: no other test can take it
+    port = held.number
     settings = Settings(
         database=DatabaseSettings(url=database_url),
         http=HttpSettings(public_url=f"http://127.0.0.1:{port}"),
@@ -153,7 +155,7 @@ async def world(database_url: str, aiohttp_server: AiohttpServer, aiohttp_client
     )
     clock = FixedClock(T0)
     app = create_app(settings, clock=clock)
-    server = await aiohttp_server(app, port=port)
+    server = await aiohttp_server(app, port=held.release())
     client = await aiohttp_client(server)
     makers = app[sessionmaker_key]
     async with makers() as session, session.begin():

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer, unused_port
+from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pytest_aiohttp import AiohttpClient, AiohttpServer
@@ -69,6 +69,7 @@ from server.simulators.faults import CallbackFaults
 from tests.api.conftest import School, _school, login
 from tests.conftest import T0
 from tests.factories import make_institution, make_learner
+from tests.loopback import HeldPort
 
 V1 = "/api/v1"
 SECRET = "test-callback-secret-0123456789"
@@ -159,7 +160,8 @@ async def shop(database_url: str, aiohttp_server: AiohttpServer, aiohttp_client:
         )
     )
     # The app must know its own address before it starts, for the CallBackURL it sends.
-    port = unused_port()
+    held = HeldPort()  # bound until the app listens: no other test can take it
+    port = held.number
     settings = Settings(
         database=DatabaseSettings(url=database_url),
         http=HttpSettings(public_url=f"http://127.0.0.1:{port}"),
@@ -174,7 +176,7 @@ async def shop(database_url: str, aiohttp_server: AiohttpServer, aiohttp_client:
     )
     clock = FixedClock(T0)
     app = create_app(settings, clock=clock)
-    server = await aiohttp_server(app, port=port)
+    server = await aiohttp_server(app, port=held.release())
     client = await aiohttp_client(server)
     makers = app[sessionmaker_key]
     async with makers() as session, session.begin():

@@ -4,7 +4,6 @@ simulators on loopback; a ``Phone`` that dials it with AT's real form protocol."
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from server.simulators.airtel import AirtelSimConfig, add_airtel_routes
 from server.simulators.daraja import SANDBOX_PASSKEY, DarajaSimConfig, Outcome, create_daraja_app
 from tests.conftest import T0
 from tests.factories import FAST_HASHER
+from tests.loopback import HeldPort
 
 AT_API_KEY = "sim-at-api-key-ussd-tests"
 UNDELIVERABLE = "+254700000003"  # Juma: accepted by AT, then reported Failed
@@ -127,9 +127,8 @@ async def make_world(
     add_airtel_routes(sim_app, AirtelSimConfig(processing_ms=10, callback_auth=True))
     # The app must know its own address (for the callback URLs it hands the simulators)
     # before it listens: hold the port until then, so no other test's server can take it.
-    holder = socket.socket()
-    holder.bind(("127.0.0.1", 0))
-    port = holder.getsockname()[1]
+    held = HeldPort()
+    port = held.number
     public = f"http://127.0.0.1:{port}"
     add_at_routes(
         sim_app,
@@ -165,8 +164,7 @@ async def make_world(
     )
     clock = FixedClock(T0)
     app = create_app(settings, clock=clock, hasher=FAST_HASHER)
-    holder.close()
-    server = await aiohttp_server(app, port=port)
+    server = await aiohttp_server(app, port=held.release())
     client = await aiohttp_client(server)
     makers = app[sessionmaker_key]
     async with makers() as session, session.begin():
