@@ -135,6 +135,18 @@ async def lock(session: AsyncSession, model: type[T], row_id: uuid.UUID) -> T | 
     return cast("T | None", await session.scalar(stmt))
 
 
+async def lock_or_claim(session: AsyncSession, model: type[T], row_id: uuid.UUID) -> T | None:
+    """The row, locked (as ``lock``); or, when it does not exist yet, a claim on its id, so
+    transactions racing to create it queue: each later one then finds, locked, the row the
+    first one wrote, instead of failing on a duplicate key. On SQLite writers are serialised
+    already, so nobody can have created it meanwhile."""
+    row = await lock(session, model, row_id)
+    if row is not None or session.get_bind().dialect.name != "postgresql":
+        return row
+    await serialize_on(session, f"{model.__tablename__}:{row_id}")  # type: ignore[attr-defined]
+    return await lock(session, model, row_id)
+
+
 # Deadlocks, serialisation failures, lock timeouts and SQLite's busy writer: the database
 # asks for the unit of work to be tried again, nothing was wrong with it.
 _TRANSIENT_SQLSTATES = frozenset({"40P01", "40001", "55P03"})

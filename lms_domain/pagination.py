@@ -44,6 +44,7 @@ class PreparedPage:
     then computes for the new statement, costs about a tenth of a hot list's request."""
 
     def __init__(self, stmt: sa.Select[*tuple[Any, ...]], id_column: Any) -> None:
+        self.stmt = stmt
         limit = sa.bindparam("page_limit", type_=sa.Integer())
         self.first = stmt.order_by(id_column).limit(limit)
         after = sa.bindparam("page_after", type_=sa.Uuid())
@@ -78,16 +79,16 @@ async def paginate(
             stmt = stmt.where(id_column > decode_cursor(cursor))
         stmt = stmt.order_by(id_column).limit(limit + 1)
     rows: list[Any]
-    if isinstance(db, AsyncSession) and not as_rows:
-        rows = list((await db.scalars(stmt, params)).all())
+    if not isinstance(db, AsyncSession):
+        rows = await db.fetch(stmt, params)
+    elif as_rows:
+        rows = await ConnectionProjection(await db.connection()).fetch(stmt, params)
     else:
-        as_rows = True
-        projection = ConnectionProjection(await db.connection()) if isinstance(db, AsyncSession) else db
-        rows = list(await projection.fetch(stmt, params))
+        rows = list((await db.scalars(stmt, params)).all())
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]
-        return rows, encode_cursor(last["id"] if as_rows else last.id)
+        return rows, encode_cursor(last["id"] if isinstance(last, dict) else last.id)
     return rows, None
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -53,8 +53,7 @@ class ConnectionProjection:
 class Projections(Protocol):
     """Where handlers get a projection, one per unit of work."""
 
-    def connect(self) -> Any:  # an async context manager yielding a Projection
-        ...
+    def connect(self) -> AbstractAsyncContextManager[Projection]: ...
 
     async def close(self) -> None: ...
 
@@ -124,11 +123,9 @@ class SqliteThreadProjections:
 
 
 def _read_only_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    dbapi_connection.isolation_level = None  # autocommit: SELECTs never open a transaction
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA query_only=ON")
-    cursor.close()
+    # Autocommit (SELECTs never open a transaction); the busy timeout is ``connect_args``'.
+    dbapi_connection.isolation_level = None
+    dbapi_connection.execute("PRAGMA query_only=ON")
 
 
 def open_projections(engine: AsyncEngine) -> Projections:

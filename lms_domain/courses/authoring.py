@@ -29,10 +29,10 @@ _COURSE_ROWS = sa.select(*(Course.__table__.c[name] for name in CourseOut.model_
 _TENANT_OR_CATALOG = sa.or_(
     Course.institution_id == sa.bindparam("tenant_id", type_=sa.Uuid()), Course.institution_id.is_(None)
 )
-_PUBLISHED_FOR_LEARNERS = _COURSE_ROWS.where(_TENANT_OR_CATALOG, Course.is_published.is_(True))
-_ALL_FOR_STAFF = _COURSE_ROWS.where(_TENANT_OR_CATALOG)
-# The unfiltered lists (nearly every request) as pages built once.
-_PREPARED = {stmt: PreparedPage(stmt, Course.id) for stmt in (_COURSE_ROWS, _PUBLISHED_FOR_LEARNERS, _ALL_FOR_STAFF)}
+# The three lists, as pages built once: an unfiltered list is nearly every request.
+_EVERY_COURSE = PreparedPage(_COURSE_ROWS, Course.id)
+_PUBLISHED_FOR_LEARNERS = PreparedPage(_COURSE_ROWS.where(_TENANT_OR_CATALOG, Course.is_published.is_(True)), Course.id)
+_ALL_FOR_STAFF = PreparedPage(_COURSE_ROWS.where(_TENANT_OR_CATALOG), Course.id)
 
 
 async def list_courses(
@@ -41,12 +41,12 @@ async def list_courses(
     """Plain rows (not ORM objects): a list goes straight to JSON, so skip the identity
     map. The hottest read: handlers pass a projection rather than a session."""
     params: dict[str, Any] = {}
-    stmt: sa.Select[Any]
     if actor.is_platform_admin:
-        stmt = _COURSE_ROWS
+        prepared = _EVERY_COURSE
     else:
-        stmt = _ALL_FOR_STAFF if actor.is_staff else _PUBLISHED_FOR_LEARNERS
+        prepared = _ALL_FOR_STAFF if actor.is_staff else _PUBLISHED_FOR_LEARNERS
         params["tenant_id"] = actor.institution_id
+    stmt = prepared.stmt
     if actor.is_staff and query.published is not None:
         stmt = stmt.where(Course.is_published.is_(query.published))
     if query.access is not None:
@@ -64,7 +64,7 @@ async def list_courses(
                 .where(Tag.slug == query.tag, Tag.deleted_at.is_(None), CourseTag.deleted_at.is_(None))
             )
         )
-    page = _PREPARED.get(stmt, stmt)
+    page = prepared if stmt is prepared.stmt else stmt  # a filter makes a statement of its own
     return await paginate(session, page, Course.id, cursor=query.cursor, limit=query.limit, as_rows=True, params=params)
 
 

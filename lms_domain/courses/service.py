@@ -20,7 +20,7 @@ from lms_domain.courses.models import (
     LessonProgress,
     Prerequisite,
 )
-from lms_domain.db import lock, serialize_on
+from lms_domain.db import lock_or_claim
 from lms_domain.entitlements.service import has_active_entitlement
 from lms_domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied, PreconditionFailed
 from lms_domain.i18n import pick
@@ -188,14 +188,9 @@ async def record_progress(
     if at.tzinfo is None:
         raise InvalidInput("observed_at needs a timezone", code="naive_datetime")
     progress_id = natural_id("lesson_progress", learner.id, lesson.id)
-    # Locked: two reports for one lesson at once (a phone resending) queue here instead of
-    # the second failing on the row version the first one moved on. A first report has no
-    # row to lock yet: reports racing to create it queue on the row's id instead, and the
-    # later ones then find and merge into the row the first one wrote.
-    progress = await lock(session, LessonProgress, progress_id)
-    if progress is None:
-        await serialize_on(session, f"lesson_progress:{progress_id}")
-        progress = await lock(session, LessonProgress, progress_id)
+    # Two reports for one lesson at once (a phone resending) queue here instead of the second
+    # failing on the row version, or the duplicate key, the first one wrote.
+    progress = await lock_or_claim(session, LessonProgress, progress_id)
     completed_at = at if percent == 100 else None
     if progress is None:
         progress = LessonProgress(
