@@ -3,8 +3,9 @@ database, no engine:
 
 * ``POST /fixed``: read AT's form, answer a fixed ``CON`` screen (the HTTP floor);
 * ``POST /store``: read AT's form, then do what the engine does to the session store on every
-  hop (``set_if_absent`` the hop lock, ``get`` the state, ``set`` it back with the session
-  TTL, ``delete`` the lock) through the same store classes as the server (``server.kv``),
+  hop (take the hop lock and read the state in one round trip, then write the state back with
+  the session TTL and release the lock in another) through the same store classes and calls
+  as the server (``server.kv``; ``ussd.session_store.hop_lock``),
   then answer the same fixed screen. On Redis, the store's client has a pool that waits for a
   free connection (the server's ``RedisStore.from_url`` pool raises once 100 are in use).
 
@@ -57,13 +58,10 @@ async def store_hop(request: web.Request) -> web.Response:
         return _plain("END Sorry, we could not read your phone number.")
     store = request.app[store_key]
     lock = f"ussd:l:{session_id}"
-    if not await store.set_if_absent(lock, "1", ttl_s=LOCK_TTL_S):
+    held, _state = await store.claim_and_get(lock, ttl_s=LOCK_TTL_S, key=f"ussd:s:{session_id}")
+    if not held:
         return _plain("END Sorry, Somo is busy. Please dial again.")
-    try:
-        await store.get(f"ussd:s:{session_id}")
-        await store.set(f"ussd:s:{session_id}", STATE, ttl_s=SESSION_TTL_S)
-    finally:
-        await store.delete(lock)
+    await store.write({f"ussd:s:{session_id}": (STATE, SESSION_TTL_S)}, deletes=[lock])
     return _plain(SCREEN)
 
 

@@ -79,6 +79,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
 
     from edge_node.app import create_edge_app
     from edge_node.node import edge_settings, open_node
+    from server.heap import freeze_heap_after_startup
     from server.logs import configure_logging
 
     files = _files(args, settings)
@@ -90,8 +91,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> None:
     local = edge_settings(settings, files, _run(node_id()))
     local = local.model_copy(update={"edge": local.edge.model_copy(update={"data_dir": files.data_dir})})
     configure_logging(settings.log_level, json_output=settings.log_json)
+    app = create_edge_app(local)
+    freeze_heap_after_startup(app)
     web.run_app(
-        create_edge_app(local),
+        app,
         host=args.host or settings.edge.host,
         port=args.port or settings.edge.port,
         access_log=None,

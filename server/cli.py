@@ -172,6 +172,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
     from aiohttp import web
 
     from server.app import create_app
+    from server.heap import freeze_heap_after_startup
     from server.logs import configure_logging
 
     _prepare_sqlite_dir(settings)
@@ -180,8 +181,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
     port = args.port if args.port is not None else settings.http.port
     log = logging.getLogger("somo.server")
     log.info("starting", extra={"host": host, "port": port, "database": settings.database.backend})
+    app = create_app(settings)
+    freeze_heap_after_startup(app)
     web.run_app(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         access_log=None,

@@ -8,7 +8,7 @@ deployments with several replicas must set ``SOMO_REDIS__URL``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -24,6 +24,15 @@ class KeyValueStore(Protocol):
         ...
 
     async def delete(self, key: str) -> None: ...
+
+    async def claim_and_get(self, claim: str, *, ttl_s: float, key: str) -> tuple[bool, str | None]:
+        """``set_if_absent(claim, "1")`` and ``get(key)`` in one round trip: whether the claim was
+        had, and the value (read either way)."""
+        ...
+
+    async def write(self, sets: Mapping[str, tuple[str, float]], deletes: Collection[str] = ()) -> None:
+        """Sets (key -> value and TTL in seconds), then deletes, applied together in one round trip."""
+        ...
 
     async def incr(self, key: str, *, ttl_s: float) -> int:
         """Increment a counter; the TTL starts with the first increment."""
@@ -63,6 +72,15 @@ class MemoryStore:
 
     async def delete(self, key: str) -> None:
         self._data.pop(key, None)
+
+    async def claim_and_get(self, claim: str, *, ttl_s: float, key: str) -> tuple[bool, str | None]:
+        return await self.set_if_absent(claim, "1", ttl_s=ttl_s), self._live(key)
+
+    async def write(self, sets: Mapping[str, tuple[str, float]], deletes: Collection[str] = ()) -> None:
+        for key, (value, ttl_s) in sets.items():
+            self._data[key] = (value, self._now() + ttl_s)
+        for key in deletes:
+            self._data.pop(key, None)
 
     async def incr(self, key: str, *, ttl_s: float) -> int:
         current = self._live(key)
@@ -110,6 +128,23 @@ class RedisStore:
 
     async def delete(self, key: str) -> None:
         await self._redis.delete(self._prefix + key)
+
+    async def claim_and_get(self, claim: str, *, ttl_s: float, key: str) -> tuple[bool, str | None]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(self._prefix + claim, "1", px=int(ttl_s * 1000), nx=True)
+            pipe.get(self._prefix + key)
+            claimed, value = await pipe.execute()
+        return bool(claimed), None if value is None else str(value)
+
+    async def write(self, sets: Mapping[str, tuple[str, float]], deletes: Collection[str] = ()) -> None:
+        if not sets and not deletes:
+            return
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for key, (value, ttl_s) in sets.items():
+                pipe.set(self._prefix + key, value, px=int(ttl_s * 1000))
+            if deletes:
+                pipe.delete(*(self._prefix + key for key in deletes))
+            await pipe.execute()
 
     async def incr(self, key: str, *, ttl_s: float) -> int:
         full = self._prefix + key

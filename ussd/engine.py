@@ -61,17 +61,18 @@ class UssdService:
 
     async def _handle(self, hop: Hop) -> str:
         store = self.deps.store
-        async with hop_lock(store, hop.session_id, wait_s=self._deadline, hold_s=self._deadline + 5) as held:
-            if not held:
+        async with hop_lock(store, hop.session_id, wait_s=self._deadline, hold_s=self._deadline + 5) as hold:
+            if not hold.held:
                 return closing(Language.EN, "error.busy")
-            raw = await store.get(session_key(hop.session_id))
+            raw = hold.raw
             state = self._load(raw)
             if state is not None and hop.text in state.replies:
                 return state.replies[hop.text]
             language = state.language if state else Language.EN
+            writes: dict[str, tuple[str, float]] = {}  # the screens' own, kept only if the hop succeeds
             try:
                 async with asyncio.timeout(self._deadline):
-                    state, reply = await self._advance(hop, state)
+                    state, reply = await self._advance(hop, state, writes)
                 rendered = reply.render()
                 if gsm7_length(rendered) != len(rendered) or len(rendered) > HARD_CAP:
                     raise ValueError(f"screen {state.last_screen!r} does not fit: {rendered!r}")
@@ -88,9 +89,11 @@ class UssdService:
                 state = self._load(raw)
                 if state is None:
                     return rendered
+            else:
+                hold.writes.update(writes)
             state.last_text = hop.text
             state.remember(hop.text, rendered)
-            await store.set(session_key(hop.session_id), state.model_dump_json(), ttl_s=self._ttl)
+            hold.writes[session_key(hop.session_id)] = (state.model_dump_json(), self._ttl)
             return rendered
 
     @staticmethod
@@ -110,15 +113,17 @@ class UssdService:
         state = self._load(await self.deps.store.get(session_key(session_id)))
         return state.last_screen if state else None
 
-    async def _advance(self, hop: Hop, state: UssdState | None) -> tuple[UssdState, Reply]:
+    async def _advance(
+        self, hop: Hop, state: UssdState | None, writes: dict[str, tuple[str, float]]
+    ) -> tuple[UssdState, Reply]:
         if state is None:
             # A new session starts at the entry screen whatever ``text`` holds: a stale or
             # unknown sessionId must never replay inputs into a PIN prompt or a quiz.
             state = UssdState()
-            ctx = Ctx(self.deps, hop, state)
+            ctx = Ctx(self.deps, hop, state, writes)
             state.stack = [await first_frame(ctx)]
             return state, await self._render(ctx, "")
-        ctx = Ctx(self.deps, hop, state)
+        ctx = Ctx(self.deps, hop, state, writes)
         notice = ""
         for value in self._new_inputs(state, hop.text):
             outcome = await self._input(ctx, value.strip())

@@ -82,6 +82,9 @@ class Ctx:
     deps: Deps
     hop: Hop
     state: UssdState
+    # Store writes (key -> value and TTL) made with the session's own at the end of the hop, in
+    # one round trip, and only if the hop succeeds.
+    writes: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     @property
     def language(self) -> Language:

@@ -9,9 +9,11 @@ need between hops, never a database row, so a hop reads one key and writes one k
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
@@ -29,6 +31,10 @@ class SessionStore(Protocol):
     async def set_if_absent(self, key: str, value: str, *, ttl_s: float) -> bool: ...
 
     async def delete(self, key: str) -> None: ...
+
+    async def claim_and_get(self, claim: str, *, ttl_s: float, key: str) -> tuple[bool, str | None]: ...
+
+    async def write(self, sets: Mapping[str, tuple[str, float]], deletes: Collection[str] = ()) -> None: ...
 
 
 class Frame(BaseModel):
@@ -88,21 +94,49 @@ def resume_key(phone: str, learner_id: str) -> str:
     return f"ussd:r:{phone}:{learner_id}"
 
 
+@dataclass
+class HeldHop:
+    """A session held for one hop: its state as stored when the hold began, and the writes the
+    hop leaves (key -> value and TTL), stored together as the hold is released."""
+
+    held: bool
+    raw: str | None = None
+    writes: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+
 @asynccontextmanager
-async def hop_lock(store: SessionStore, session_id: str, *, wait_s: float, hold_s: float) -> AsyncIterator[bool]:
+async def hop_lock(store: SessionStore, session_id: str, *, wait_s: float, hold_s: float) -> AsyncIterator[HeldHop]:
     """Hold the session while one hop runs, so a gateway's repeat of a hop still running waits
-    and then gets the stored reply instead of applying it twice. Yields False if the lock
-    could not be had in ``wait_s`` (the caller answers "busy")."""
+    and then gets the stored reply instead of applying it twice. ``held`` is False if the lock
+    could not be had in ``wait_s`` (the caller answers "busy").
+
+    Two round trips to the store per hop: the hold and the state read together, then the hop's
+    writes and the release together. A hop that raises writes nothing (its state and its resume
+    record stay as they were) and only releases."""
     key = f"ussd:l:{session_id}"
     deadline = time.monotonic() + wait_s
     delay = 0.005
-    while not await store.set_if_absent(key, "1", ttl_s=hold_s):
+    while True:
+        claimed, raw = await store.claim_and_get(key, ttl_s=hold_s, key=session_key(session_id))
+        if claimed:
+            break
         if time.monotonic() >= deadline:
-            yield False
+            yield HeldHop(held=False)
             return
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.1)
+    hold = HeldHop(held=True, raw=raw)
     try:
-        yield True
+        yield hold
+    except BaseException:
+        hold.writes.clear()
+        raise
     finally:
-        await store.delete(key)
+        try:
+            await store.write(hold.writes, deletes=[key])
+        except Exception:
+            # The writes failed as a whole, the release with them: try the release alone, so a
+            # gateway's retry of this hop is not kept waiting for the lock to expire.
+            with contextlib.suppress(Exception):
+                await store.delete(key)
+            raise

@@ -22,28 +22,18 @@ from lms_domain.assessments.models import (
     Quiz,
 )
 from lms_domain.clock import Clock
-from lms_domain.courses.models import Course
 from lms_domain.courses.service import active_enrollment, ensure_learner_may_open, get_course_for
 from lms_domain.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from lms_domain.i18n import pick
 from lms_domain.ids import natural_id, new_id
 from lms_domain.notifications.service import notify_learner
 from lms_domain.tenancy.locks import locked_learner
-from lms_domain.tenancy.models import Learner
 
 
 @dataclass(frozen=True)
 class QuestionWithChoices:
     question: Question
     choices: list[QuestionChoice]
-
-
-async def get_quiz_for(*, session: AsyncSession, learner: Learner, quiz_id: uuid.UUID) -> Quiz:
-    quiz = await session.get(Quiz, quiz_id)
-    if quiz is None or quiz.deleted_at is not None or not quiz.is_published:
-        raise NotFound("quiz not found")
-    await get_course_for(session=session, learner=learner, course_id=quiz.course_id)
-    return quiz
 
 
 async def load_questions(*, session: AsyncSession, quiz_id: uuid.UUID) -> list[QuestionWithChoices]:
@@ -114,10 +104,24 @@ async def start_attempt(
     *, session: AsyncSession, learner_id: uuid.UUID, quiz_id: uuid.UUID, clock: Clock, channel: Channel = Channel.WEB
 ) -> Attempt:
     """Start an attempt, or resume the one already in progress."""
+    attempt, _resumed = await open_attempt(
+        session=session, learner_id=learner_id, quiz_id=quiz_id, clock=clock, channel=channel
+    )
+    return attempt
+
+
+async def open_attempt(
+    *, session: AsyncSession, learner_id: uuid.UUID, quiz_id: uuid.UUID, clock: Clock, channel: Channel = Channel.WEB
+) -> tuple[Attempt, bool]:
+    """``start_attempt``, also telling whether the attempt was resumed: only a resumed one can
+    hold answers already, so a channel that shows the next unanswered question reads them
+    only then."""
     learner = await locked_learner(session, learner_id)
-    quiz = await get_quiz_for(session=session, learner=learner, quiz_id=quiz_id)
-    course = await session.get(Course, quiz.course_id)  # loaded by get_quiz_for: no query
-    assert course is not None
+    quiz = await session.get(Quiz, quiz_id)
+    if quiz is None or quiz.deleted_at is not None or not quiz.is_published:
+        raise NotFound("quiz not found")
+    # Held here: the session's identity map keeps objects only while something refers to them.
+    course = await get_course_for(session=session, learner=learner, course_id=quiz.course_id)
     await ensure_learner_may_open(session=session, who=learner, course=course)
     await active_enrollment(session=session, learner=learner, course_id=quiz.course_id)
 
@@ -125,7 +129,7 @@ async def start_attempt(
     # Checked before resuming too: an open attempt past the limit could never be submitted.
     if _no_attempts_left(quiz, counts):
         raise _refuse_more_attempts(quiz)
-    open_attempt = await session.scalar(
+    in_progress = await session.scalar(
         sa.select(Attempt)
         .where(
             Attempt.learner_id == learner.id,
@@ -136,8 +140,8 @@ async def start_attempt(
         .order_by(Attempt.started_at.desc())
         .limit(1)
     )
-    if open_attempt is not None:
-        return open_attempt
+    if in_progress is not None:
+        return in_progress, True
     attempt = Attempt(
         id=new_id(),
         institution_id=learner.institution_id,
@@ -149,7 +153,7 @@ async def start_attempt(
     )
     session.add(attempt)
     await session.flush()
-    return attempt
+    return attempt, False
 
 
 async def _own_attempt(session: AsyncSession, learner_id: uuid.UUID, attempt_id: uuid.UUID) -> Attempt:

@@ -55,6 +55,13 @@ async def profiles_on_phone(*, session: AsyncSession, e164: str) -> list[Profile
     return [Profile(r.id, r.display_name, r.language, r.institution_id, r.pin_hash is not None) for r in rows]
 
 
+def _pin_state(learner_id: uuid.UUID) -> sa.Select[int, datetime | None, str | None]:
+    """The columns a PIN check reads: a plain row, not a ``Learner`` object with every column."""
+    return sa.select(Learner.pin_failed_count, Learner.pin_locked_until, Learner.pin_hash).where(
+        Learner.id == learner_id
+    )
+
+
 def _locked(learner: Learner, now: datetime) -> bool:
     return learner.pin_locked_until is not None and learner.pin_locked_until > now
 
@@ -70,12 +77,12 @@ async def check_pin(
     A right PIN on a profile with no failures (the common case) writes nothing.
     """
     async with sessions() as session:
-        learner = await session.get(Learner, learner_id)
-        if learner is None or learner.deleted_at is not None:
-            raise NotFound("learner not found")
-        if _locked(learner, clock.now()):
-            return PinCheck(ok=False, tries_left=0, locked_until=learner.pin_locked_until)
-        stored = learner.pin_hash
+        first = (await session.execute(_pin_state(learner_id).add_columns(Learner.deleted_at))).first()
+    if first is None or first.deleted_at is not None:
+        raise NotFound("learner not found")
+    if first.pin_locked_until is not None and first.pin_locked_until > clock.now():
+        return PinCheck(ok=False, tries_left=0, locked_until=first.pin_locked_until)
+    stored = first.pin_hash
     well_formed = len(pin) == 4 and pin.isascii() and pin.isdigit()
     right = stored is not None and well_formed and await asyncio.to_thread(hasher.verify, stored, pin)
     # Decided again after the (slow) check, on a fresh read: a lockout that wrong guesses
@@ -84,13 +91,7 @@ async def check_pin(
     # under the learner lock, one after another, exactly as if typed in turn.
     if right:
         async with sessions() as session:
-            row = (
-                await session.execute(
-                    sa.select(Learner.pin_failed_count, Learner.pin_locked_until, Learner.pin_hash).where(
-                        Learner.id == learner_id
-                    )
-                )
-            ).one()
+            row = (await session.execute(_pin_state(learner_id))).one()
         if row.pin_hash == stored and row.pin_failed_count == 0 and row.pin_locked_until is None:
             return PinCheck(ok=True, tries_left=PIN_TRIES, locked_until=None)  # nothing to clear: no write
     async with sessions() as session, session.begin():

@@ -118,6 +118,40 @@ async def test_set_if_absent_succeeds_again_after_delete(kv: StoreUnderTest) -> 
     assert await kv.store.set_if_absent("lock", "b", ttl_s=60) is True
 
 
+async def test_claim_and_get_claims_once_and_reads_the_value_either_way(kv: StoreUnderTest) -> None:
+    await kv.store.set("state", "s1", ttl_s=60)
+
+    assert await kv.store.claim_and_get("lock", ttl_s=60, key="state") == (True, "s1")
+    assert await kv.store.claim_and_get("lock", ttl_s=60, key="state") == (False, "s1")
+    assert await kv.store.claim_and_get("other-lock", ttl_s=60, key="missing") == (True, None)
+
+
+async def test_a_claim_expires_like_set_if_absent(kv: StoreUnderTest) -> None:
+    assert (await kv.store.claim_and_get("lock", ttl_s=TTL_S, key="state"))[0] is True
+
+    await kv.wait(PAST_TTL_S)
+
+    assert (await kv.store.claim_and_get("lock", ttl_s=60, key="state"))[0] is True
+
+
+async def test_write_sets_with_their_own_ttls_and_deletes_together(kv: StoreUnderTest) -> None:
+    await kv.store.set("lock", "1", ttl_s=60)
+
+    await kv.store.write({"short": ("a", TTL_S), "long": ("b", 60)}, deletes=["lock"])
+
+    assert (await kv.store.get("short"), await kv.store.get("long"), await kv.store.get("lock")) == ("a", "b", None)
+    await kv.wait(PAST_TTL_S)
+    assert (await kv.store.get("short"), await kv.store.get("long")) == (None, "b")
+
+
+async def test_write_with_nothing_to_do_changes_nothing(kv: StoreUnderTest) -> None:
+    await kv.store.set("k", "v", ttl_s=60)
+
+    await kv.store.write({})
+
+    assert await kv.store.get("k") == "v"
+
+
 async def test_incr_counts_from_one(kv: StoreUnderTest) -> None:
     counts = [await kv.store.incr("attempts", ttl_s=60) for _ in range(3)]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
+from collections.abc import Collection, Mapping
 from datetime import timedelta
 
 import pytest
@@ -413,17 +414,18 @@ async def test_every_screen_renders_within_the_budget_on_every_page_in_both_lang
 
 
 class FlakyStore(MemoryStore):
-    """The session store with a fault to arm: the next ``set`` of a session fails once."""
+    """The session store with a fault to arm: the next write of a session's state fails once
+    (and writes nothing, as a failed Redis transaction would)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.fail_next_set = False
 
-    async def set(self, key: str, value: str, *, ttl_s: float) -> None:
-        if self.fail_next_set and key.startswith("ussd:s:"):
+    async def write(self, sets: Mapping[str, tuple[str, float]], deletes: Collection[str] = ()) -> None:
+        if self.fail_next_set and any(key.startswith("ussd:s:") for key in sets):
             self.fail_next_set = False
             raise ConnectionError("redis went away")
-        await super().set(key, value, ttl_s=ttl_s)
+        await super().write(sets, deletes)
 
 
 async def test_a_store_failure_ends_the_session_politely_and_a_retry_never_registers_twice(world: World) -> None:

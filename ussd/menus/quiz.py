@@ -90,16 +90,16 @@ class QuizzesScreen:
         quiz_id = uuid.UUID(str(rows[picked][0]))
         try:
             async with ctx.deps.sessions() as session, session.begin():
-                attempt = await attempts.start_attempt(
+                attempt, resumed = await attempts.open_attempt(
                     session=session,
                     learner_id=ctx.learner_id,
                     quiz_id=quiz_id,
                     clock=ctx.deps.clock,
                     channel=Channel.USSD,
                 )
-            # Read after commit: the transaction holds the school's change counter once it wrote.
-            async with ctx.deps.read_sessions() as session:
-                stored = await given_answers(session=session, attempt_id=attempt.id)
+                # A resumed attempt wrote nothing, so this read holds no change counter; a new
+                # one has no answers to read.
+                stored = await given_answers(session=session, attempt_id=attempt.id) if resumed else {}
             content = await ctx.deps.quizzes.get(quiz_id)
         except PreconditionFailed as refused:
             key = "quiz.no_attempts" if refused.code == "max_attempts_reached" else "quiz.locked"
@@ -133,9 +133,7 @@ async def _save_resume(ctx: Ctx, content: QuizContent, index: int) -> None:
         question=index,
         total=len(content.questions),
     )
-    await ctx.deps.store.set(
-        resume_key(ctx.hop.phone, ctx.state.learner_id), record.model_dump_json(), ttl_s=ctx.deps.resume_ttl_s
-    )
+    ctx.writes[resume_key(ctx.hop.phone, ctx.state.learner_id)] = (record.model_dump_json(), ctx.deps.resume_ttl_s)
 
 
 async def resume_quiz(ctx: Ctx, saved: Resume) -> Outcome:
@@ -205,6 +203,7 @@ async def _submit(ctx: Ctx, content: QuizContent, run: QuizRun) -> Outcome:
     else:
         closing = ""
     ctx.state.quiz = None
+    ctx.writes.pop(resume_key(ctx.hop.phone, str(ctx.learner_id)), None)
     await ctx.deps.store.delete(resume_key(ctx.hop.phone, str(ctx.learner_id)))
     if closing:
         return End(closing)
